@@ -1,0 +1,130 @@
+public import PostgresNIO
+import NIOCore
+
+/// Decodes a `Decodable` value from one row, matching coding keys to column names.
+///
+/// A key `createdAt` matches a column `createdAt`, or else `created_at`. A single-value type
+/// (`String`, `Int`, …) decodes from the first column. Column types must be decodable by
+/// postgres-nio (`PostgresDecodable`); nested `Decodable` values decode from `json`/`jsonb`.
+public struct RowDecoder: Sendable {
+    public init() {}
+
+    /// Decodes `type` from `row`.
+    public func decode<Value: Decodable>(_ type: Value.Type, from row: PostgresRow) throws -> Value {
+        try Value(from: _RowDecoder(row: row.makeRandomAccess(), codingPath: []))
+    }
+}
+
+private struct _RowDecoder: Decoder {
+    let row: PostgresRandomAccessRow
+    let codingPath: [any CodingKey]
+    var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
+        KeyedDecodingContainer(RowKeyedContainer<Key>(row: row, codingPath: codingPath))
+    }
+
+    func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
+        throw DecodingError.typeMismatch([Any].self, .init(codingPath: codingPath, debugDescription: "a row decodes as a keyed value or a single value, not as an array"))
+    }
+
+    func singleValueContainer() throws -> any SingleValueDecodingContainer {
+        guard row.count > 0 else {
+            throw DecodingError.valueNotFound(Any.self, .init(codingPath: codingPath, debugDescription: "the row has no columns"))
+        }
+        return CellContainer(cell: row[0], codingPath: codingPath)
+    }
+}
+
+private struct RowKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
+    let row: PostgresRandomAccessRow
+    let codingPath: [any CodingKey]
+
+    var allKeys: [Key] {
+        (0..<row.count).compactMap { Key(stringValue: row[$0].columnName) }
+    }
+
+    func contains(_ key: Key) -> Bool { column(for: key) != nil }
+
+    private func column(for key: Key) -> String? {
+        if row.contains(key.stringValue) { return key.stringValue }
+        let snake = Self.snakeCase(key.stringValue)
+        return snake != key.stringValue && row.contains(snake) ? snake : nil
+    }
+
+    private func cell(for key: Key) throws -> PostgresCell {
+        guard let name = column(for: key) else {
+            throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "the row has no column \"\(key.stringValue)\" or \"\(Self.snakeCase(key.stringValue))\""))
+        }
+        return row[name]
+    }
+
+    func decodeNil(forKey key: Key) throws -> Bool { try cell(for: key).bytes == nil }
+
+    func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
+        try CellContainer(cell: try cell(for: key), codingPath: codingPath + [key]).decode(type)
+    }
+
+    func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
+        throw DecodingError.typeMismatch(type, .init(codingPath: codingPath + [key], debugDescription: "nested containers are not supported; decode a jsonb column into a Decodable type instead"))
+    }
+
+    func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
+        throw DecodingError.typeMismatch([Any].self, .init(codingPath: codingPath + [key], debugDescription: "nested containers are not supported; decode an array column into [T] instead"))
+    }
+
+    func superDecoder() throws -> any Decoder { throw DecodingError.typeMismatch(Any.self, .init(codingPath: codingPath, debugDescription: "super decoders are not supported")) }
+    func superDecoder(forKey key: Key) throws -> any Decoder { try superDecoder() }
+
+    static func snakeCase(_ name: String) -> String {
+        var result = ""
+        result.reserveCapacity(name.utf8.count + 4)
+        for character in name {
+            if character.isUppercase {
+                if !result.isEmpty { result.append("_") }
+                result.append(contentsOf: character.lowercased())
+            } else {
+                result.append(character)
+            }
+        }
+        return result
+    }
+}
+
+private struct CellContainer: SingleValueDecodingContainer {
+    let cell: PostgresCell
+    let codingPath: [any CodingKey]
+
+    func decodeNil() -> Bool { cell.bytes == nil }
+
+    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        if let decodable = type as? any PostgresDecodable.Type {
+            return try open(decodable) as! T
+        }
+        // Other Decodable types (structs, enums with associated values) come from json/jsonb.
+        return try cell.decode(PostgresJSONValue<T>.self).value
+    }
+
+    private func open<D: PostgresDecodable>(_ type: D.Type) throws -> D {
+        try cell.decode(D.self)
+    }
+}
+
+/// A `Decodable` value stored as `json` or `jsonb`.
+private struct PostgresJSONValue<Value: Decodable>: PostgresDecodable {
+    var value: Value
+
+    init<JSONDecoder: PostgresJSONDecoder>(
+        from buffer: inout ByteBuffer, type: PostgresDataType, format: PostgresFormat, context: PostgresDecodingContext<JSONDecoder>
+    ) throws {
+        switch (type, format) {
+        case (.jsonb, .binary):
+            guard buffer.readInteger(as: UInt8.self) == 1 else { throw PostgresDecodingError.Code.failure }
+            value = try context.jsonDecoder.decode(Value.self, from: buffer)
+        case (.json, _), (.jsonb, .text):
+            value = try context.jsonDecoder.decode(Value.self, from: buffer)
+        default:
+            throw PostgresDecodingError.Code.typeMismatch
+        }
+    }
+}

@@ -1,0 +1,116 @@
+public import Logging
+public import PostgresNIO
+import NIOCore
+
+/// A value bound to a query parameter: anything postgres-nio can encode, or `nil` for `NULL`.
+public typealias QueryArgument = (any PostgresThrowingDynamicTypeEncodable)?
+
+/// A database handle bound to one schema over the shared pool.
+///
+/// Creating a handle costs nothing and opens no connection: it is a schema name, a reference to
+/// the pool and a logger. Queries are templates (``SQLTemplate``) whose `{{tables.name}}`
+/// placeholders render as `"schema"."name"`, so a handle never depends on `search_path`, and an
+/// unqualified table name is never silently resolved in another tenant's schema.
+///
+/// Inside ``withTransaction(isolation:readOnly:_:)`` and ``withConnection(_:)`` the closure gets
+/// a handle of the same type bound to one connection, with the same query API; a nested
+/// ``withTransaction(isolation:readOnly:_:)`` becomes a savepoint.
+public struct SchemaDatabase: Sendable {
+    /// The schema that `{{tables.name}}` and `{{schema}}` render to; `nil` renders bare names.
+    public let schema: SQLIdentifier?
+    /// The logger of this handle's queries. Set it to add request metadata.
+    public var logger: Logger
+    /// The pool this handle runs on.
+    public let pool: DatabasePool
+
+    enum Scope: Sendable {
+        /// Each query leases a connection from the pool.
+        case pool
+        /// Bound to one connection; `transactionDepth` is `nil` outside a transaction, `0` in a
+        /// transaction and `n` inside `n` nested savepoints.
+        case connection(PostgresConnection, transactionDepth: Int?)
+    }
+    let scope: Scope
+
+    init(pool: DatabasePool, schema: SQLIdentifier?, logger: Logger, scope: Scope = .pool) {
+        self.pool = pool
+        self.schema = schema
+        self.logger = logger
+        self.scope = scope
+    }
+
+    /// The same pool and scope, bound to another schema.
+    public func withSchema(_ schema: SQLIdentifier?) -> SchemaDatabase {
+        SchemaDatabase(pool: pool, schema: schema, logger: logger, scope: scope)
+    }
+
+    /// Whether this handle is inside a transaction.
+    public var isInTransaction: Bool {
+        if case .connection(_, let depth) = scope { return depth != nil }
+        return false
+    }
+
+    /// Renders `template` for this handle's schema.
+    public func render(_ template: SQLTemplate) throws -> String {
+        try template.render(schema: schema)
+    }
+
+    // MARK: - Running statements
+
+    func makeQuery(_ template: SQLTemplate, _ arguments: [QueryArgument], suffix: String = "") throws -> PostgresQuery {
+        let sql = try template.render(schema: schema) + suffix
+        var bindings = PostgresBindings(capacity: arguments.count)
+        do {
+            for argument in arguments {
+                if let argument { try bindings.append(argument) } else { bindings.appendNull() }
+            }
+        } catch {
+            throw SchemaDBError(code: .queryFailed, message: "a query argument cannot be encoded: \(type(of: error))", schema: schema?.name, sql: sql)
+        }
+        return PostgresQuery(unsafeSQL: sql, binds: bindings)
+    }
+
+    /// Runs `query` and collects its rows.
+    func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await instrumented(query.sql) {
+            switch scope {
+            case .pool:
+                return try await pool.client.query(query, logger: logger).collect()
+            case .connection(let connection, _):
+                return try await connection.query(query, logger: logger).collect()
+            }
+        }
+    }
+
+    /// Runs `query` and returns the number of rows it affected.
+    func affectedRows(_ query: PostgresQuery) async throws -> Int {
+        try await instrumented(query.sql) {
+            try await onConnection { connection in
+                let result: EventLoopFuture<PostgresQueryResult> = connection.query(query, logger: logger)
+                return try await result.get().metadata.rows ?? 0
+            }
+        }
+    }
+
+    func instrumented<Result>(_ sql: String, _ operation: () async throws -> Result) async throws -> Result {
+        do {
+            return try await pool.instrumentation.measure(sql: sql, schema: schema, logger: logger, operation)
+        } catch {
+            throw SchemaDBError.wrapping(error, sql: sql, schema: schema)
+        }
+    }
+
+    /// Runs `body` on this handle's connection, or on one leased for the call.
+    func onConnection<Result>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> sending Result {
+        switch scope {
+        case .connection(let connection, _):
+            return try await body(connection)
+        case .pool:
+            return try await pool.client.withConnection { connection in try await body(connection) }
+        }
+    }
+}
+
+extension SchemaDatabase: CustomStringConvertible {
+    public var description: String { "SchemaDatabase(schema: \(schema?.quoted ?? "none"))" }
+}

@@ -1,0 +1,316 @@
+import Foundation
+import Logging
+
+/// Applies a ``MigrationSet`` to one schema and keeps the record in the schema's
+/// `schema_migrations` table, in pgdbm's layout and with pgdbm's checksums, so schemas
+/// migrated by either tool are recognised by the other.
+///
+/// Runners of the same schema and module take turns through an advisory lock keyed on
+/// (schema, module), taken before the tracking table is created; runners on different schemas
+/// never wait on each other. By default all pending files run in ONE transaction: the schema
+/// moves to the new version or stays where it was.
+public struct SchemaMigrator: Sendable {
+    /// How pending files are grouped into transactions.
+    public enum TransactionMode: String, Sendable, Codable {
+        /// All pending files in one transaction. The default.
+        case singleTransaction
+        /// Each file in its own transaction: a failure keeps the files before it.
+        case perFile
+    }
+
+    /// Migrator settings. Every one has a default.
+    public struct Options: Sendable {
+        /// Defaults to ``TransactionMode/singleTransaction``.
+        public var transactionMode: TransactionMode = .singleTransaction
+        /// The longest wait for another runner of the same schema and module. Defaults to 30 s.
+        public var lockTimeout: Duration = .seconds(30)
+        /// Apply new files that sort before applied ones instead of refusing. Defaults to `false`.
+        public var allowsOutOfOrder: Bool = false
+        /// Go on when an applied migration's file is gone instead of refusing. Defaults to `false`.
+        public var allowsMissingFiles: Bool = false
+        /// Create the schema when it does not exist. Defaults to `true`.
+        public var createsSchema: Bool = true
+        /// The tracking table. Defaults to `schema_migrations`, as pgdbm.
+        public var trackingTable: SQLIdentifier = SchemaMigrator.defaultTrackingTable
+
+        public init() {}
+    }
+
+    /// pgdbm's tracking table name.
+    public static let defaultTrackingTable = try! SQLIdentifier("schema_migrations")
+
+    /// The schema's handle.
+    public let database: SchemaDatabase
+    /// The files.
+    public let migrations: MigrationSet
+    /// The module name that keeps this set apart from other sets in the same schema.
+    public let module: String
+    /// The settings.
+    public let options: Options
+
+    /// Creates a migrator. It touches nothing until a method is called.
+    /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidConfiguration`` when
+    ///   `module` is empty or longer than 100 characters.
+    public init(database: SchemaDatabase, migrations: MigrationSet, module: String, options: Options = .init()) throws {
+        guard !module.isEmpty, module.count <= 100 else {
+            throw SchemaDBError.invalidConfiguration("the migration module name must be 1 to 100 characters, not \(module.count)")
+        }
+        self.database = database
+        self.migrations = migrations
+        self.module = module
+        self.options = options
+    }
+
+    /// Applies every pending file.
+    /// - Returns: What was applied; empty when the schema was up to date.
+    /// - Throws: ``SchemaDBError``: a refusal (changed, missing or out-of-order file) before
+    ///   anything runs, ``SchemaDBError/Code/migrationLockTimeout``, or
+    ///   ``SchemaDBError/Code/migrationFailed`` naming the file.
+    @discardableResult
+    public func apply() async throws -> MigrationReport {
+        if options.transactionMode == .singleTransaction && migrations.files.allSatisfy(\.runsInTransaction) {
+            return try await database.withTransaction { transaction in
+                try await apply(inTransaction: transaction)
+            }
+        }
+        return try await applyWithSessionLock()
+    }
+
+    /// Applies every pending file inside the caller's transaction, so that other work (such as
+    /// creating the schema) commits or rolls back together with the migrations.
+    /// - Parameter transaction: A handle from ``SchemaDatabase/withTransaction(isolation:readOnly:_:)``;
+    ///   its schema is the one migrated.
+    /// - Throws: As ``apply()``; also when a pending file is marked `-- pgdbm:no-transaction`.
+    @discardableResult
+    public func apply(inTransaction transaction: SchemaDatabase) async throws -> MigrationReport {
+        guard transaction.isInTransaction else {
+            throw SchemaDBError.invalidConfiguration("apply(inTransaction:) needs a handle from withTransaction")
+        }
+        let db = transaction.withSchema(database.schema)
+        try await acquireLock(on: db, transactionScoped: true)
+        let applied = try await readApplied(db, creatingTable: true)
+        let pending = try plan(applied: applied)
+        if let file = pending.first(where: { !$0.runsInTransaction }) {
+            throw SchemaDBError(code: .invalidMigrationFile, message: "migration \(file.filename) is marked no-transaction and cannot run inside a transaction; apply it with apply()", schema: db.schema?.name, migrationFile: file.filename)
+        }
+        var appliedFiles: [MigrationReport.AppliedFile] = []
+        for file in pending {
+            appliedFiles.append(try await run(file, on: db))
+        }
+        try await record(appliedFiles, checksums: pending.map(\.checksum), on: db)
+        return report(applied: appliedFiles, alreadyApplied: applied.count)
+    }
+
+    /// The files ``apply()`` would run, in order, without changing anything.
+    /// - Throws: The same refusals as ``apply()``.
+    public func pendingFiles() async throws -> [MigrationFile] {
+        try plan(applied: try await readApplied(database, creatingTable: false))
+    }
+
+    /// The schema's migrations compared with the files: applied, pending, changed and missing.
+    public func status() async throws -> MigrationStatus {
+        MigrationPlanner.status(files: migrations.files, applied: try await readApplied(database, creatingTable: false))
+    }
+
+    /// This module's applied migrations, newest first.
+    public func history(limit: Int = 50) async throws -> [AppliedMigration] {
+        guard try await trackingTableExists(database) else { return [] }
+        return try await database.fetchAll(
+            try SQLTemplate(
+                """
+                SELECT filename, checksum, module_name, applied_at, applied_by, execution_time_ms
+                FROM \(trackingTemplate) WHERE module_name = $1 OR module_name IS NULL
+                ORDER BY applied_at DESC, id DESC LIMIT $2
+                """), module, limit, as: TrackingRow.self
+        ).map(\.applied)
+    }
+
+    // MARK: - Steps
+
+    private func plan(applied: [AppliedMigration]) throws -> [MigrationFile] {
+        try MigrationPlanner.pending(
+            files: migrations.files, applied: applied, schema: database.schema?.name,
+            options: .init(allowsOutOfOrder: options.allowsOutOfOrder, allowsMissingFiles: options.allowsMissingFiles))
+    }
+
+    /// Per-file transactions and no-transaction files: a session lock held across them.
+    private func applyWithSessionLock() async throws -> MigrationReport {
+        try await database.withConnection { session in
+            try await acquireLock(on: session, transactionScoped: false)
+            do {
+                let result = try await applyBatches(on: session)
+                try await releaseSessionLock(on: session)
+                return result
+            } catch {
+                try? await releaseSessionLock(on: session)
+                throw error
+            }
+        }
+    }
+
+    private func applyBatches(on session: SchemaDatabase) async throws -> MigrationReport {
+        let applied = try await readApplied(session, creatingTable: true)
+        let pending = try plan(applied: applied)
+        var batches: [[MigrationFile]] = []
+        for file in pending {
+            let joinsLast = options.transactionMode == .singleTransaction && file.runsInTransaction
+                && batches.last?.last?.runsInTransaction == true
+            if joinsLast { batches[batches.count - 1].append(file) } else { batches.append([file]) }
+        }
+        var appliedFiles: [MigrationReport.AppliedFile] = []
+        for batch in batches {
+            if batch[0].runsInTransaction {
+                appliedFiles += try await session.withTransaction { transaction in
+                    var done: [MigrationReport.AppliedFile] = []
+                    for file in batch { done.append(try await run(file, on: transaction)) }
+                    try await record(done, checksums: batch.map(\.checksum), on: transaction)
+                    return done
+                }
+            } else {
+                let done = try await run(batch[0], on: session)
+                try await record([done], checksums: [batch[0].checksum], on: session)
+                appliedFiles.append(done)
+            }
+        }
+        return report(applied: appliedFiles, alreadyApplied: applied.count)
+    }
+
+    private func run(_ file: MigrationFile, on db: SchemaDatabase) async throws -> MigrationReport.AppliedFile {
+        let start = ContinuousClock.now
+        for (index, statement) in file.statements.enumerated() {
+            do {
+                _ = try await db.rows(try db.makeQuery(statement, []))
+            } catch var error as SchemaDBError {
+                error.migrationFile = file.filename
+                if error.code == .queryFailed { error.code = .migrationFailed }
+                let kept = file.runsInTransaction ? "nothing of its transaction was kept" : "statements before it were kept (the file runs outside a transaction)"
+                error.message = "migration \(file.filename) failed at statement \(index + 1) of \(file.statements.count): \(error.message); \(kept)"
+                throw error
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        let milliseconds = max(1, Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000))
+        db.logger.debug("applied migration", metadata: [
+            LoggingKeys.schema: "\(db.schema?.name ?? "")",
+            LoggingKeys.migrationModule: "\(module)",
+            LoggingKeys.migrationFile: "\(file.filename)",
+            LoggingKeys.durationMilliseconds: "\(milliseconds)",
+        ])
+        return .init(filename: file.filename, executionTimeMilliseconds: milliseconds)
+    }
+
+    private func record(_ files: [MigrationReport.AppliedFile], checksums: [String], on db: SchemaDatabase) async throws {
+        guard !files.isEmpty else { return }
+        try await db.execute(
+            try SQLTemplate(
+                """
+                INSERT INTO \(trackingTemplate) (filename, checksum, module_name, execution_time_ms)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                """),
+            files.map(\.filename), checksums, Array(repeating: module, count: files.count), files.map(\.executionTimeMilliseconds))
+    }
+
+    private func report(applied: [MigrationReport.AppliedFile], alreadyApplied: Int) -> MigrationReport {
+        if !applied.isEmpty {
+            database.logger.info("migrated schema", metadata: [
+                LoggingKeys.schema: "\(database.schema?.name ?? "")",
+                LoggingKeys.migrationModule: "\(module)",
+                LoggingKeys.migrationCount: "\(applied.count)",
+            ])
+        }
+        return MigrationReport(schema: database.schema?.name, module: module, applied: applied, alreadyApplied: alreadyApplied)
+    }
+
+    // MARK: - Tracking table
+
+    private var trackingTemplate: String { "{{tables.\(options.trackingTable.name)}}" }
+
+    private func trackingTableExists(_ db: SchemaDatabase) async throws -> Bool {
+        let name = (db.schema.map { $0.quoted + "." } ?? "") + options.trackingTable.quoted
+        return try await db.fetchValue("SELECT to_regclass($1) IS NOT NULL", name, as: Bool.self) ?? false
+    }
+
+    /// The applied migrations of this module, and of rows written with no module (pgdbm's
+    /// legacy rows). With `creatingTable`, a missing table (and schema) is created first.
+    private func readApplied(_ db: SchemaDatabase, creatingTable: Bool) async throws -> [AppliedMigration] {
+        guard try await trackingTableExists(db) else {
+            guard creatingTable else { return [] }
+            if options.createsSchema { try await db.createSchemaIfNeeded() }
+            try await db.execute(try SQLTemplate(
+                """
+                CREATE TABLE IF NOT EXISTS \(trackingTemplate) (
+                    id SERIAL PRIMARY KEY,
+                    filename VARCHAR(255) NOT NULL,
+                    checksum VARCHAR(64) NOT NULL,
+                    module_name VARCHAR(100),
+                    applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                    applied_by VARCHAR(100) DEFAULT CURRENT_USER,
+                    execution_time_ms INTEGER,
+                    UNIQUE(filename, module_name)
+                )
+                """))
+            try await db.execute(try SQLTemplate(
+                "CREATE INDEX IF NOT EXISTS \(SQLIdentifier.quote("idx_\(options.trackingTable.name)_module")) ON \(trackingTemplate) (module_name, filename)"))
+            return []
+        }
+        return try await db.fetchAll(
+            try SQLTemplate(
+                """
+                SELECT filename, checksum, module_name, applied_at, applied_by, execution_time_ms
+                FROM \(trackingTemplate) WHERE module_name = $1 OR module_name IS NULL ORDER BY id
+                """), module, as: TrackingRow.self
+        ).map(\.applied)
+    }
+
+    // MARK: - Locking
+
+    /// The advisory lock key of this schema and module: a 64-bit FNV-1a hash, so that runners
+    /// of different schemas never share a lock.
+    var lockKey: Int64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "schemadb.migrations\u{0}\(database.schema?.name ?? "")\u{0}\(module)".utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        return Int64(bitPattern: hash)
+    }
+
+    private func acquireLock(on db: SchemaDatabase, transactionScoped: Bool) async throws {
+        let sql: SQLTemplate = transactionScoped ? "SELECT pg_try_advisory_xact_lock($1)" : "SELECT pg_try_advisory_lock($1)"
+        let deadline = ContinuousClock.now + options.lockTimeout
+        var wait = Duration.milliseconds(5)
+        while try await db.fetchValue(sql, lockKey, as: Bool.self) != true {
+            let now = ContinuousClock.now
+            guard now < deadline else {
+                throw SchemaDBError(
+                    code: .migrationLockTimeout,
+                    message: "another runner held the migration lock of module \"\(module)\" for more than \(options.lockTimeout); wait for it to finish or raise the lock timeout",
+                    schema: db.schema?.name)
+            }
+            try await Task.sleep(for: min(wait, deadline - now))
+            wait = min(wait * 2, .milliseconds(250))
+        }
+    }
+
+    private func releaseSessionLock(on session: SchemaDatabase) async throws {
+        _ = try await session.fetchAll("SELECT pg_advisory_unlock($1)", lockKey)
+    }
+}
+
+/// A row of the tracking table.
+private struct TrackingRow: Decodable {
+    var filename: String
+    var checksum: String
+    var module_name: String?
+    var applied_at: Date?
+    var applied_by: String?
+    var execution_time_ms: Int?
+
+    var applied: AppliedMigration {
+        AppliedMigration(filename: filename, checksum: checksum, module: module_name, appliedAt: applied_at, appliedBy: applied_by, executionTimeMilliseconds: execution_time_ms)
+    }
+}
+
+extension MigrationFile: CustomStringConvertible {
+    public var description: String { filename }
+}

@@ -1,0 +1,86 @@
+import Logging
+import Metrics
+import Synchronization
+
+/// Counters, swift-metrics instruments and slow-query logging shared by every handle of a pool.
+///
+/// Metrics: `schemadb_query_duration` (timer), `schemadb_query_errors` and
+/// `schemadb_slow_queries` (counters).
+final class QueryInstrumentation: Sendable {
+    let slowQueryThreshold: Duration?
+    private let queries = Atomic<Int>(0)
+    private let failures = Atomic<Int>(0)
+    private let slowQueries = Atomic<Int>(0)
+    private let inFlight = Atomic<Int>(0)
+    private let durationTimer = Metrics.Timer(label: "schemadb_query_duration")
+    private let errorCounter = Counter(label: "schemadb_query_errors")
+    private let slowCounter = Counter(label: "schemadb_slow_queries")
+
+    init(slowQueryThreshold: Duration?) {
+        self.slowQueryThreshold = slowQueryThreshold
+    }
+
+    /// Runs `operation`, counting and timing it, and logs it when it is slow.
+    @inline(__always)
+    func measure<Result>(
+        sql: @autoclosure () -> String,
+        schema: SQLIdentifier?,
+        logger: Logger,
+        _ operation: () async throws -> Result
+    ) async throws -> Result {
+        let start = ContinuousClock.now
+        inFlight.add(1, ordering: .relaxed)
+        defer { inFlight.subtract(1, ordering: .relaxed) }
+        do {
+            let result = try await operation()
+            finish(start: start, failed: false, sql: sql(), schema: schema, logger: logger)
+            return result
+        } catch {
+            finish(start: start, failed: true, sql: sql(), schema: schema, logger: logger)
+            throw error
+        }
+    }
+
+    private func finish(start: ContinuousClock.Instant, failed: Bool, sql: @autoclosure () -> String, schema: SQLIdentifier?, logger: Logger) {
+        let elapsed = ContinuousClock.now - start
+        queries.add(1, ordering: .relaxed)
+        let (seconds, attoseconds) = elapsed.components
+        durationTimer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        if failed {
+            failures.add(1, ordering: .relaxed)
+            errorCounter.increment()
+        }
+        if let slowQueryThreshold, elapsed >= slowQueryThreshold {
+            slowQueries.add(1, ordering: .relaxed)
+            slowCounter.increment()
+            logger.info("slow query", metadata: [
+                LoggingKeys.durationMilliseconds: "\(Double(seconds) * 1000 + Double(attoseconds) / 1e15)",
+                LoggingKeys.schema: "\(schema?.name ?? "")",
+                LoggingKeys.statement: "\(SchemaDBError.abbreviate(sql()))",
+            ])
+        }
+    }
+
+    func snapshot(maximumConnections: Int?) -> PoolStatistics {
+        PoolStatistics(
+            maximumConnections: maximumConnections,
+            operationsInFlight: inFlight.load(ordering: .relaxed),
+            queries: queries.load(ordering: .relaxed),
+            failedQueries: failures.load(ordering: .relaxed),
+            slowQueries: slowQueries.load(ordering: .relaxed))
+    }
+}
+
+/// Counters of one pool since it was created.
+public struct PoolStatistics: Sendable, Equatable, Codable {
+    /// The pool's connection limit, when known (always for an owned pool).
+    public var maximumConnections: Int?
+    /// Queries and scoped operations running right now.
+    public var operationsInFlight: Int
+    /// Statements run through this pool's handles.
+    public var queries: Int
+    /// Statements that failed.
+    public var failedQueries: Int
+    /// Statements slower than the configured threshold.
+    public var slowQueries: Int
+}

@@ -1,0 +1,111 @@
+public import Logging
+public import PostgresNIO
+public import ServiceLifecycle
+import Synchronization
+
+/// The one connection pool every schema-scoped handle shares.
+///
+/// A pool is either **owned**, created from a ``DatabaseConfig`` and run by you (``run()``, for
+/// example in a `ServiceGroup`), or **borrowed**: the host application's `PostgresClient`, which
+/// `SchemaDB` never runs or shuts down.
+///
+/// ```swift
+/// try await DatabasePool.withPool(configuration: config, logger: logger) { pool in
+///     let acme = try pool.database(schema: "acme")
+///     let count = try await acme.fetchValue("SELECT count(*) FROM {{tables.users}}", as: Int.self)
+/// }
+/// ```
+public final class DatabasePool: Service, Sendable {
+    /// The postgres-nio client behind the pool.
+    public let client: PostgresClient
+    /// The configuration of an owned pool; `nil` for a borrowed one.
+    public let configuration: DatabaseConfig?
+    /// Whether this pool created its client (and so is the one to run it).
+    public var isOwned: Bool { configuration != nil }
+
+    let logger: Logger
+    let instrumentation: QueryInstrumentation
+    private let maximumConnections: Int?
+    private let isRunning = Atomic<Bool>(false)
+
+    /// Creates an owned pool. It opens no connection until ``run()`` is running and a query is made.
+    /// - Parameters:
+    ///   - configuration: Where to connect, pool size and session timeouts.
+    ///   - logger: Receives the pool's background messages and is the default for its handles.
+    /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidConfiguration``.
+    public init(configuration: DatabaseConfig, logger: Logger) throws {
+        self.client = PostgresClient(configuration: try configuration.makeClientConfiguration(), backgroundLogger: logger)
+        self.configuration = configuration
+        self.logger = logger
+        self.maximumConnections = configuration.maximumConnections
+        self.instrumentation = QueryInstrumentation(slowQueryThreshold: configuration.slowQueryThreshold)
+    }
+
+    /// Borrows the host application's client.
+    ///
+    /// - Important: `client` is owned by the caller, who must be running `client.run()`.
+    /// - Parameters:
+    ///   - client: The application's `PostgresClient`.
+    ///   - maximumConnections: The client's connection limit, for ``statistics`` and for callers
+    ///     that size their concurrency by it. `nil` when unknown.
+    ///   - slowQueryThreshold: Queries slower than this are logged at `info` level.
+    ///   - logger: The default logger of this pool's handles.
+    public init(borrowing client: PostgresClient, maximumConnections: Int? = nil, slowQueryThreshold: Duration? = nil, logger: Logger) {
+        self.client = client
+        self.configuration = nil
+        self.logger = logger
+        self.maximumConnections = maximumConnections
+        self.instrumentation = QueryInstrumentation(slowQueryThreshold: slowQueryThreshold)
+    }
+
+    /// Runs an owned pool until the task is cancelled or the service group shuts down, then
+    /// closes its connections. For a borrowed pool it only waits: the host runs its own client.
+    ///
+    /// - Warning: Call it once.
+    public func run() async {
+        let (exchanged, _) = isRunning.compareExchange(expected: false, desired: true, ordering: .relaxed)
+        precondition(exchanged, "DatabasePool.run() must be called only once")
+        if isOwned {
+            await client.run()
+        } else {
+            await cancelWhenGracefulShutdown {
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            }
+        }
+    }
+
+    /// The counters of this pool since it was created.
+    public var statistics: PoolStatistics { instrumentation.snapshot(maximumConnections: maximumConnections) }
+
+    /// The pool's connection limit, when known.
+    public var connectionLimit: Int? { maximumConnections }
+
+    /// A handle bound to `schema`. Creating one costs nothing and opens no connection.
+    public func database(schema: SQLIdentifier?) -> SchemaDatabase {
+        SchemaDatabase(pool: self, schema: schema, logger: logger)
+    }
+
+    /// A handle bound to the schema named `name`.
+    /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidIdentifier``.
+    public func database(schema name: String) throws -> SchemaDatabase {
+        database(schema: try SQLIdentifier(name))
+    }
+
+    /// Creates an owned pool, runs it, checks the connection, and gives it to `body`. The pool
+    /// is closed when `body` returns or throws.
+    /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/connectionFailed`` naming the
+    ///   cause when the server cannot be reached or refuses the login, or what `body` throws.
+    public static func withPool<Result: Sendable>(
+        configuration: DatabaseConfig,
+        logger: Logger,
+        _ body: (DatabasePool) async throws -> Result
+    ) async throws -> Result {
+        let pool = try DatabasePool(configuration: configuration, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await pool.run() }
+            defer { group.cancelAll() }
+            try await pool.checkConnection()
+            return try await body(pool)
+        }
+    }
+}
