@@ -46,6 +46,7 @@ let package = Package(
             dependencies: [
                 "SchemaDB",
                 "SchemaDBTesting",
+                .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,0 +1,85 @@
+import Logging
+import PostgresNIO
+import SchemaDB
+import SchemaDBTesting
+import ServiceLifecycle
+import ServiceLifecycleTestKit
+import Testing
+
+@Suite(integration, .timeLimit(.minutes(2)))
+struct DatabasePoolTests {
+    @Test func anUnreachablePortFailsFastWithTheCause() async throws {
+        var config = try TestPostgres.makeTestConfiguration()
+        config.host = "127.0.0.1"
+        config.port = 1
+        let start = ContinuousClock.now
+        await #expect {
+            try await TestPostgres.withPool(configuration: config) { _ in }
+        } throws: { error in
+            let error = error as? SchemaDBError
+            return error?.code == .connectionFailed && error?.message.contains("127.0.0.1:1") == true
+                && error?.message.contains("connection refused") == true
+        }
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test func anUnknownDatabaseIsNamedInTheError() async throws {
+        var config = try TestPostgres.makeTestConfiguration()
+        config.database = "no_such_database_here"
+        config.password = "hunter2"
+        await #expect {
+            try await TestPostgres.withPool(configuration: config) { _ in }
+        } throws: { error in
+            let error = error as? SchemaDBError
+            let text = "\(error.map(String.init(describing:)) ?? "")\(error.map(String.init(reflecting:)) ?? "")"
+            return error?.sqlState == "3D000" && text.contains("no_such_database_here") && !text.contains("hunter2")
+        }
+    }
+
+    @Test func anUnresolvableHostIsAClearError() async throws {
+        var config = try TestPostgres.makeTestConfiguration()
+        config.host = "no-such-host.invalid"
+        await #expect {
+            try await TestPostgres.withPool(configuration: config) { _ in }
+        } throws: { error in
+            let error = error as? SchemaDBError
+            return error?.code == .connectionFailed && error?.message.contains("no-such-host.invalid") == true
+        }
+    }
+
+    @Test func aBorrowedClientIsUsedButNeverRunOrShutDown() async throws {
+        let config = try TestPostgres.makeTestConfiguration()
+        let owned = try DatabasePool(configuration: config, logger: Logger(label: "t"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await owned.client.run() }
+            let borrowed = DatabasePool(borrowing: owned.client, maximumConnections: 8, logger: Logger(label: "t"))
+            #expect(!borrowed.isOwned)
+            try await borrowed.checkConnection()
+            // The borrowed pool's run() waits for shutdown without touching the client.
+            try await testGracefulShutdown { trigger in
+                try await withThrowingTaskGroup(of: Void.self) { inner in
+                    inner.addTask { await borrowed.run() }
+                    trigger.triggerGracefulShutdown()
+                    try await inner.waitForAll()
+                }
+            }
+            // The client still serves queries after the borrowed pool stopped.
+            #expect(try await borrowed.database(schema: nil).fetchValue("SELECT 41 + 1", as: Int.self) == 42)
+            group.cancelAll()
+        }
+    }
+
+    @Test func anOwnedPoolRunsInAServiceGroupAndStopsOnShutdown() async throws {
+        let pool = try DatabasePool(configuration: try TestPostgres.makeTestConfiguration(), logger: Logger(label: "t"))
+        try await testGracefulShutdown { trigger in
+            let group = ServiceGroup(services: [pool], logger: Logger(label: "t"))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                try await pool.checkConnection()
+                #expect(try await pool.database(schema: nil).fetchValue("SELECT 1", as: Int.self) == 1)
+                trigger.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+        }
+    }
+}
