@@ -88,6 +88,12 @@ extension DatabasePool {
             result.sqlState = state
             return result
         }
+        if psqlError.code == .sslUnsupported {
+            return SchemaDBError(
+                code: .connectionFailed,
+                message: "PostgreSQL at \(endpoint) does not support TLS but sslmode is \(configuration.tlsMode.rawValue); enable TLS on the server or use sslmode=prefer",
+                underlying: psqlError)
+        }
         let cause = psqlError.underlying.map { describeNetworkError($0) } ?? "\(psqlError.code)"
         return SchemaDBError(
             code: .connectionFailed,

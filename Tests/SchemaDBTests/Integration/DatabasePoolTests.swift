@@ -1,3 +1,4 @@
+import InMemoryLogging
 import Logging
 import PostgresNIO
 import SchemaDB
@@ -21,6 +22,35 @@ struct DatabasePoolTests {
                 && error?.message.contains("connection refused") == true
         }
         #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test func theFirstConnectionIsRetriedWithBackoffBeforeFailing() async throws {
+        let logs = InMemoryLogHandler()
+        var logger = Logger(label: "t", factory: { _ in logs })
+        logger.logLevel = .debug
+        var config = try TestPostgres.makeTestConfiguration()
+        config.host = "127.0.0.1"
+        config.port = 1
+        config.retry.attempts = 2
+        config.retry.initialDelay = .milliseconds(100)
+        let start = ContinuousClock.now
+        await #expect(throws: SchemaDBError.self) {
+            try await TestPostgres.withPool(configuration: config, logger: logger) { _ in }
+        }
+        #expect(ContinuousClock.now - start >= .milliseconds(300))
+        let retries = logs.entries.filter { $0.message.description.contains("retrying") }
+        #expect(retries.map { $0.metadata[LoggingKeys.attempt]?.description } == ["1", "2"])
+    }
+
+    @Test func requiringTLSFromAServerWithoutItIsAClearError() async throws {
+        var config = try TestPostgres.makeTestConfiguration()
+        config.tlsMode = .require
+        await #expect {
+            try await TestPostgres.withPool(configuration: config) { _ in }
+        } throws: { error in
+            let error = error as? SchemaDBError
+            return error?.code == .connectionFailed && error?.message.contains("does not support TLS") == true
+        }
     }
 
     @Test func anUnknownDatabaseIsNamedInTheError() async throws {
