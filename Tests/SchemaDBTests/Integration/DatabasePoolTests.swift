@@ -77,6 +77,19 @@ struct DatabasePoolTests {
         }
     }
 
+    @Test func aTemporaryDatabaseIsUsableAndDroppedAfterwards() async throws {
+        try await TestPostgres.withPool { pool in
+            let name = try await TestPostgres.withTemporaryDatabase(pool: pool) { config in
+                try await TestPostgres.withPool(configuration: config) { inner in
+                    try await inner.database(schema: nil).fetchValue("SELECT current_database()", as: String.self)
+                }
+            }
+            #expect(name?.hasPrefix("t_") == true)
+            let stillThere = try await pool.database(schema: nil).fetchValue("SELECT count(*) FROM pg_database WHERE datname = $1", name, as: Int.self)
+            #expect(stillThere == 0)
+        }
+    }
+
     @Test func aBorrowedClientIsUsedButNeverRunOrShutDown() async throws {
         let config = try TestPostgres.makeTestConfiguration()
         let owned = try DatabasePool(configuration: config, logger: Logger(label: "t"))
