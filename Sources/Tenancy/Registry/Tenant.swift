@@ -1,0 +1,63 @@
+public import Foundation
+
+/// A tenant as the registry knows it.
+public struct Tenant: Sendable, Hashable, Codable {
+    /// The registry's stable id; it survives renames.
+    public var id: Int64
+    /// The tenant's public name.
+    public var slug: TenantSlug
+    /// A human-readable name.
+    public var displayName: String?
+    /// The PostgreSQL schema holding the tenant's tables. Chosen by the provisioner; opaque.
+    public var schema: String
+    /// Which database the schema lives in. One database for now: `default`.
+    public var placement: String
+    /// The lifecycle state.
+    public var state: TenantState
+    /// How far the schema is migrated, when known.
+    public var migrationLevel: MigrationLevel?
+    /// When the row was created.
+    public var createdAt: Date
+    /// When the row last changed.
+    public var updatedAt: Date
+    /// The last error, for `failed` tenants.
+    public var lastError: String?
+}
+
+/// A pre-provisioned schema that no tenant has claimed yet.
+public struct SpareSchema: Sendable, Hashable, Codable {
+    /// The registry's id.
+    public var id: Int64
+    /// The schema.
+    public var schema: String
+    /// How far the schema is migrated.
+    public var migrationLevel: MigrationLevel?
+    /// When it was provisioned.
+    public var createdAt: Date
+}
+
+/// How far a schema is migrated: the last applied file and the checksum of the whole set.
+public struct MigrationLevel: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The last applied migration file, such as `004_invoices.sql`.
+    public var lastFile: String
+    /// The ``SchemaDB/MigrationSet/checksum`` of the set the schema was migrated with.
+    public var setChecksum: String
+
+    public init(lastFile: String, setChecksum: String) {
+        self.lastFile = lastFile
+        self.setChecksum = setChecksum
+    }
+
+    public var description: String { lastFile }
+}
+
+/// One entry of a tenant's event log.
+public struct TenantEvent: Sendable, Hashable, Codable {
+    /// What happened: `provisioning`, `provisioned`, `failed`, `adopted`, `suspended`, `resumed`,
+    /// `deleted`, `renamed`, `spare_created`, `claimed`, `migrated`, `reconciled`.
+    public var kind: String
+    /// When it happened.
+    public var at: Date
+    /// Details, such as the error or the old slug.
+    public var detail: String?
+}

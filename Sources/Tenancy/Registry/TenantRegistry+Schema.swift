@@ -1,0 +1,59 @@
+import GRDB
+
+extension TenantRegistry {
+    /// The registry's own forward-only migrations, each in its own transaction.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: tenants, events, fleet ledger") { db in
+            try db.execute(sql: """
+                CREATE TABLE tenants (
+                    id INTEGER PRIMARY KEY,
+                    slug TEXT UNIQUE,
+                    display_name TEXT,
+                    schema_name TEXT NOT NULL UNIQUE,
+                    placement TEXT NOT NULL DEFAULT 'default',
+                    state TEXT NOT NULL,
+                    migration_file TEXT,
+                    migration_checksum TEXT,
+                    created_at REAL NOT NULL,
+                    updated_at REAL NOT NULL,
+                    last_error TEXT
+                );
+                CREATE INDEX tenants_state ON tenants (state, slug);
+                CREATE TABLE tenant_events (
+                    id INTEGER PRIMARY KEY,
+                    tenant_id INTEGER NOT NULL REFERENCES tenants (id),
+                    at REAL NOT NULL,
+                    kind TEXT NOT NULL,
+                    detail TEXT
+                );
+                CREATE INDEX tenant_events_tenant ON tenant_events (tenant_id, id);
+                CREATE TABLE fleet_runs (
+                    id INTEGER PRIMARY KEY,
+                    started_at REAL NOT NULL,
+                    finished_at REAL,
+                    status TEXT NOT NULL,
+                    target_file TEXT,
+                    target_checksum TEXT,
+                    parameters TEXT,
+                    error TEXT
+                );
+                CREATE TABLE fleet_run_items (
+                    run_id INTEGER NOT NULL REFERENCES fleet_runs (id),
+                    tenant_id INTEGER NOT NULL REFERENCES tenants (id),
+                    position INTEGER NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    error TEXT,
+                    duration_ms INTEGER,
+                    files_applied TEXT,
+                    started_at REAL,
+                    finished_at REAL,
+                    PRIMARY KEY (run_id, tenant_id)
+                );
+                CREATE INDEX fleet_run_items_status ON fleet_run_items (run_id, status, position);
+                """)
+        }
+        return migrator
+    }
+}
