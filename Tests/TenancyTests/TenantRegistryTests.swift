@@ -98,18 +98,22 @@ import Testing
 
     @Test func claimingASpareIsOneRegistryTransition() async throws {
         let registry = try TenantRegistry.inMemory()
-        #expect(try await registry.claimSpare(slug: try TenantSlug("early"), displayName: nil, requiring: nil) == nil)
         let spare = try await registry.beginSpare(schema: "tenant_s")
+        // Still provisioning: not a spare yet, so it cannot be claimed.
+        #expect(try await registry.claimSpare(id: spare, slug: try TenantSlug("early"), displayName: nil) == nil)
         try await registry.transition(id: spare, to: .spare, event: "spare_created", level: level)
         #expect(try await registry.spares().map(\.schema) == ["tenant_s"])
-        // A spare at another migration level is not handed out.
-        #expect(try await registry.claimSpare(slug: try TenantSlug("acme"), displayName: nil, requiring: MigrationLevel(lastFile: "x", setChecksum: "other")) == nil)
-        let claimed = try #require(try await registry.claimSpare(slug: try TenantSlug("acme"), displayName: "Acme", requiring: level))
+        let claimed = try #require(try await registry.claimSpare(id: spare, slug: try TenantSlug("acme"), displayName: "Acme"))
         #expect(claimed.schema == "tenant_s")
         #expect(claimed.state == .active)
         #expect(claimed.migrationLevel == level)
         #expect(try await registry.spares().isEmpty)
         #expect(try await registry.countByState() == [.active: 1])
+        // A second claim of the same row finds it taken.
+        #expect(try await registry.claimSpare(id: spare, slug: try TenantSlug("other"), displayName: nil) == nil)
+        await #expect { try await registry.claimSpare(id: spare, slug: try TenantSlug("acme"), displayName: nil) } throws: {
+            ($0 as? TenancyError)?.code == .slugTaken
+        }
     }
 
     @Test func listingFiltersByStateInSlugOrder() async throws {

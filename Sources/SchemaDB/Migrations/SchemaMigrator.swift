@@ -264,15 +264,10 @@ public struct SchemaMigrator: Sendable {
 
     // MARK: - Locking
 
-    /// The advisory lock key of this schema and module: a 64-bit FNV-1a hash, so that runners
-    /// of different schemas never share a lock.
+    /// The advisory lock key of this schema and module, so that runners of different schemas
+    /// never share a lock.
     var lockKey: Int64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in "schemadb.migrations\u{0}\(database.schema?.name ?? "")\u{0}\(module)".utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        return Int64(bitPattern: hash)
+        AdvisoryLockKey.make("schemadb.migrations", database.schema?.name ?? "", module)
     }
 
     private func acquireLock(on db: SchemaDatabase, transactionScoped: Bool) async throws {

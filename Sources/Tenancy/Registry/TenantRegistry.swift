@@ -176,21 +176,16 @@ public final class TenantRegistry: Sendable {
         }
     }
 
-    /// Claims the oldest spare for `slug` in one transaction, or returns `nil` when there is none.
-    func claimSpare(slug: TenantSlug, displayName: String?, requiring level: MigrationLevel?) async throws -> Tenant? {
+    /// Hands the spare `id` to `slug` in one transaction. Returns `nil` when the row is no
+    /// longer a spare (another process claimed it first).
+    func claimSpare(id: Int64, slug: TenantSlug, displayName: String?) async throws -> Tenant? {
         try await write { db in
             if let existing = try Self.fetchTenant(db, slug: slug.rawValue) {
                 throw TenancyError(code: .slugTaken, message: "tenant \"\(slug)\" already exists (\(existing.state.rawValue))", slug: slug.rawValue)
             }
-            var sql = "SELECT id FROM tenants WHERE state = 'spare'"
-            var arguments: StatementArguments = []
-            if let level {
-                sql += " AND migration_checksum = ?"
-                arguments += [level.setChecksum]
-            }
-            guard let id = try Int64.fetchOne(db, sql: sql + " ORDER BY id LIMIT 1", arguments: arguments) else { return nil }
-            try db.execute(sql: "UPDATE tenants SET slug = ?, display_name = ?, state = 'active', updated_at = ? WHERE id = ?",
+            try db.execute(sql: "UPDATE tenants SET slug = ?, display_name = ?, state = 'active', updated_at = ? WHERE id = ? AND state = 'spare'",
                            arguments: [slug.rawValue, displayName, Date().timeIntervalSince1970, id])
+            guard db.changesCount == 1 else { return nil }
             try Self.log(db, tenantID: id, kind: "claimed", detail: nil)
             return try Self.fetchTenant(db, id: id)
         }

@@ -1,0 +1,158 @@
+public import Foundation
+public import Logging
+public import PostgresNIO
+public import SchemaDB
+public import ServiceLifecycle
+
+/// Schema-per-tenant PostgreSQL for a SaaS backend: the registry, the provisioner and the
+/// directory of tenant handles, over ONE shared pool.
+///
+/// Build it from a ``SchemaDB/DatabaseConfig`` (it owns its pool and runs as a `Service`) or
+/// from the application's `PostgresClient` (it borrows it):
+///
+/// ```swift
+/// let tenancy = try Tenancy(client: app.postgresClient, configuration: .init(), logger: logger)
+/// let acme = try await tenancy.database(for: "acme")
+/// let open = try await acme.fetchValue("SELECT count(*) FROM {{tables.invoices}} WHERE paid = false", as: Int.self)
+/// ```
+public final class Tenancy: Service, Sendable {
+    /// Tenancy settings. Every one has a default.
+    public struct Configuration: Sendable {
+        /// The registry file. Defaults to `.tenancy/registry.sqlite`.
+        public var registryPath: String = TenantRegistry.defaultPath
+        /// The tenant migration set. Defaults to `tenant-migrations`.
+        public var migrationsDirectory: URL = URL(fileURLWithPath: "tenant-migrations")
+        /// Provisioning settings.
+        public var provisioner: Provisioner.Configuration = .init()
+        /// Directory cache settings.
+        public var directory: TenantDirectory.Configuration = .init()
+
+        public init() {}
+    }
+
+    /// The shared pool.
+    public let pool: DatabasePool
+    /// The tenant registry.
+    public let registry: TenantRegistry
+    /// Creates and changes tenant schemas.
+    public let provisioner: Provisioner
+    /// Cached tenant handles.
+    public let directory: TenantDirectory
+    private let logger: Logger
+
+    /// Creates a `Tenancy` that owns its pool. Run it (``run()``, or in a `ServiceGroup`)
+    /// before use.
+    public convenience init(databaseConfig: DatabaseConfig, configuration: Configuration = .init(), logger: Logger) throws {
+        try self.init(pool: DatabasePool(configuration: databaseConfig, logger: logger), configuration: configuration, logger: logger)
+    }
+
+    /// Creates a `Tenancy` over the application's client, which it never runs or shuts down.
+    /// - Important: `client` is owned by the caller, who must be running `client.run()`.
+    public convenience init(client: PostgresClient, maximumConnections: Int? = nil, configuration: Configuration = .init(), logger: Logger) throws {
+        try self.init(pool: DatabasePool(borrowing: client, maximumConnections: maximumConnections, logger: logger), configuration: configuration, logger: logger)
+    }
+
+    /// Creates a `Tenancy` over an existing pool.
+    /// - Throws: ``TenancyError`` when the registry cannot be opened, or `SchemaDBError` when
+    ///   the migration set cannot be read.
+    public init(pool: DatabasePool, configuration: Configuration = .init(), logger: Logger) throws {
+        self.pool = pool
+        self.logger = logger
+        self.registry = try TenantRegistry(path: configuration.registryPath)
+        let migrations = try MigrationSet(directory: configuration.migrationsDirectory)
+        self.provisioner = Provisioner(pool: pool, registry: registry, migrations: migrations, configuration: configuration.provisioner, logger: logger)
+        self.directory = TenantDirectory(pool: pool, registry: registry, configuration: configuration.directory, logger: logger)
+    }
+
+    /// Runs an owned pool until shutdown; for a borrowed pool it only waits for shutdown.
+    public func run() async {
+        await pool.run()
+    }
+
+    /// The handle of tenant `slug`, from the directory's cache.
+    public func database(for slug: String) async throws -> SchemaDatabase {
+        try await directory.database(for: slug)
+    }
+
+    /// Onboards a tenant: claims a spare schema when one is ready, provisions one otherwise.
+    public func create(_ slug: String, displayName: String? = nil) async throws -> Provisioner.Report {
+        let slug = try TenantSlug(slug)
+        defer { directory.invalidate(slug) }
+        return try await provisioner.onboard(slug, displayName: displayName)
+    }
+
+    /// Suspends a tenant; its handles are refused at once in this process.
+    @discardableResult
+    public func suspend(_ slug: String) async throws -> Tenant {
+        let slug = try TenantSlug(slug)
+        defer { directory.invalidate(slug) }
+        return try await provisioner.suspend(slug)
+    }
+
+    /// Resumes a suspended tenant.
+    @discardableResult
+    public func resume(_ slug: String) async throws -> Tenant {
+        let slug = try TenantSlug(slug)
+        defer { directory.invalidate(slug) }
+        return try await provisioner.resume(slug)
+    }
+
+    /// Drops a tenant's schema and keeps its tombstone.
+    ///
+    /// > Warning: This deletes the tenant's data; `confirmingDataLoss` must be `true`.
+    @discardableResult
+    public func delete(_ slug: String, confirmingDataLoss: Bool) async throws -> Tenant {
+        let slug = try TenantSlug(slug)
+        defer { directory.invalidate(slug) }
+        return try await provisioner.delete(slug, confirmingDataLoss: confirmingDataLoss)
+    }
+
+    /// Renames a tenant; its schema does not change.
+    @discardableResult
+    public func rename(_ slug: String, to newSlug: String) async throws -> Tenant {
+        let (old, new) = (try TenantSlug(slug), try TenantSlug(newSlug))
+        defer { directory.invalidate(old); directory.invalidate(new) }
+        return try await provisioner.rename(old, to: new)
+    }
+
+    /// Brings every active and suspended tenant up to the current migration set, `concurrency`
+    /// tenants at a time. Call it before the server starts (Hummingbird's `beforeServerStarts`).
+    /// - Returns: The tenants migrated and the files applied to each.
+    /// - Throws: ``TenancyError`` naming the first tenant that failed, after the others finished.
+    @discardableResult
+    public func migrateAllTenants(concurrency: Int = 4) async throws -> [TenantSlug: [String]] {
+        let tenants = try await registry.tenants(in: .active) + registry.tenants(in: .suspended)
+        let level = provisioner.currentLevel
+        let width = max(1, min(concurrency, pool.connectionLimit ?? concurrency))
+        var applied: [TenantSlug: [String]] = [:]
+        var firstFailure: (any Error)? = nil
+        try await withThrowingTaskGroup(of: (Tenant, Result<[String], any Error>).self) { group in
+            var pending = tenants[...]
+            func startNext() {
+                guard let tenant = pending.popFirst() else { return }
+                group.addTask {
+                    do {
+                        let report = try await self.provisioner.migrate(schema: tenant.schema, slug: tenant.slug)
+                        if let level, tenant.migrationLevel != level || !report.applied.isEmpty {
+                            try await self.registry.setLevel(id: tenant.id, level: level, event: report.applied.isEmpty ? nil : "migrated")
+                        }
+                        return (tenant, .success(report.applied.map(\.filename)))
+                    } catch {
+                        return (tenant, .failure(error))
+                    }
+                }
+            }
+            for _ in 0..<width { startNext() }
+            while let (tenant, result) = try await group.next() {
+                switch result {
+                case .success(let files): if !files.isEmpty { applied[tenant.slug] = files }
+                case .failure(let error): if firstFailure == nil { firstFailure = error }
+                }
+                startNext()
+            }
+        }
+        if let firstFailure { throw firstFailure }
+        logger.info("migrated all tenants", metadata: ["tenant.count": "\(tenants.count)", LoggingKeys.migrationCount: "\(applied.count)"])
+        return applied
+    }
+}
