@@ -252,7 +252,13 @@ public struct Provisioner: Sendable {
     }
 
     private func activate(_ id: Int64, slug: TenantSlug, event: String) async throws -> Tenant {
-        try await registry.transition(id: id, to: .active, event: event, level: currentLevel)
+        do {
+            try await registry.transition(id: id, to: .active, event: event, level: currentLevel)
+        } catch let error as TenancyError where error.code == .illegalTransition {
+            // Another process adopted the committed schema first: the tenant is active all the same.
+            guard let tenant = try await registry.tenant(slug: slug), tenant.state == .active else { throw error }
+            return tenant
+        }
         guard let tenant = try await registry.tenant(slug: slug) else { throw TenancyError.notFound(slug.rawValue) }
         return tenant
     }
