@@ -1,0 +1,65 @@
+import Foundation
+import SchemaDB
+import SchemaDBTesting
+import Testing
+@testable import Tenancy
+
+@Suite(integration, .timeLimit(.minutes(2)))
+struct ReconcileTests {
+    @Test func reconcileFindsEveryKindOfDriftAndFixesOnlyTheSafeOnes() async throws {
+        try await TenancyFixture.run { fixture in
+            // A prefix of its own, so schemas of tests running in parallel are not orphans here.
+            let prefix = "tr\(UInt32.random(in: 0 ... .max))_"
+            let tenancy = try fixture.makeTenancy { $0.provisioner.schemaPrefix = prefix }
+            let admin = fixture.pool.database(schema: nil)
+            for slug in ["healthy", "dropped", "stale", "edited"] { _ = try await tenancy.create(slug) }
+            let registry = tenancy.registry
+
+            // An orphan schema nobody owns.
+            let orphan = try SQLIdentifier(prefix + "orphan")
+            try await fixture.pool.database(schema: orphan).createSchemaIfNeeded()
+            // A tenant whose schema was dropped behind the registry's back.
+            let dropped = try #require(try await registry.tenant(slug: try TenantSlug("dropped")))
+            try await fixture.pool.database(schema: try SQLIdentifier(dropped.schema)).dropSchema(cascade: true)
+            // A registry level that disagrees with the schema.
+            let stale = try #require(try await registry.tenant(slug: try TenantSlug("stale")))
+            try await registry.setLevel(id: stale.id, level: MigrationLevel(lastFile: "001_accounts.sql", setChecksum: "old"), event: nil)
+            // An applied file edited in one schema's tracking table.
+            let edited = try #require(try await registry.tenant(slug: try TenantSlug("edited")))
+            try await fixture.pool.database(schema: try SQLIdentifier(edited.schema)).execute(
+                "UPDATE {{tables.schema_migrations}} SET checksum = 'tampered' WHERE filename = '001_accounts.sql'")
+            // Two crashed provisionings: one committed its schema, one did not.
+            let committed = try await registry.beginProvisioning(slug: try TenantSlug("committed"), displayName: nil, makeSchema: { prefix + "committed" }).tenant
+            _ = try await tenancy.provisioner.createSchema(try SQLIdentifier(committed.schema), slug: committed.slug)
+            _ = try await registry.beginProvisioning(slug: try TenantSlug("vanished"), displayName: nil, makeSchema: { prefix + "vanished" })
+
+            let report = try await tenancy.reconcile()
+            let kinds = Dictionary(grouping: report.findings, by: \.kind).mapValues { $0.map { $0.slug ?? $0.schema }.sorted() }
+            #expect(kinds[.orphanSchema] == [orphan.name])
+            #expect(kinds[.missingSchema] == ["dropped"])
+            #expect(kinds[.staleLevel] == ["stale"])
+            #expect(kinds[.changedFile] == ["edited"])
+            #expect(kinds[.stuckProvisioning] == ["committed", "vanished"])
+            #expect(kinds[.behind] == nil)
+            #expect(!report.isClean)
+            #expect(report.findings.allSatisfy { !$0.fixed })
+
+            let fixed = try await tenancy.reconcile(fix: true)
+            let fixedKinds = Set(fixed.findings.filter(\.fixed).map(\.kind))
+            #expect(fixedKinds == [.staleLevel, .stuckProvisioning])
+            #expect(try await registry.tenant(slug: try TenantSlug("committed"))?.state == .active)
+            #expect(try await registry.tenant(slug: try TenantSlug("vanished"))?.state == .failed)
+            #expect(try await registry.tenant(slug: try TenantSlug("stale"))?.migrationLevel == tenancy.provisioner.currentLevel)
+            #expect(try await tenancy.database(for: "committed").tableExists("invoices"))
+            // The orphan is reported, never dropped.
+            #expect(try await admin.fetchValue("SELECT count(*) FROM pg_namespace WHERE nspname = $1", orphan.name, as: Int.self) == 1)
+
+            // A new migration file: every healthy schema is behind.
+            try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id int);")
+            let released = try fixture.makeTenancy { $0.provisioner.schemaPrefix = prefix }
+            let behind = try await released.reconcile().findings.filter { $0.kind == .behind }.compactMap(\.slug).sorted()
+            #expect(behind == ["committed", "edited", "healthy", "stale"])
+            try await fixture.pool.database(schema: orphan).dropSchema(cascade: true)
+        }
+    }
+}
