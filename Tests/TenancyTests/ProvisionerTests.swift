@@ -128,6 +128,8 @@ struct ProvisionerTests {
             #expect(try await tenancy.database(for: "acme").tableExists("invoices"))
             #expect(try await tenancy.registry.spares().count == 2)
             #expect(try await fixture.existingSchemas().count == 3)
+            // Topping up replaces the claimed spare.
+            #expect(try await tenancy.provisioner.fillSpares(count: 1).count == 3)
 
             // A release adds a file: the next spare is migrated before it is handed out.
             try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id int);")

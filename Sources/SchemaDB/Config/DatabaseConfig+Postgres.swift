@@ -1,6 +1,6 @@
 import NIOCore
 import NIOSSL
-import PostgresNIO
+public import PostgresNIO
 
 extension DatabaseConfig {
     func makeTLSConfiguration() throws -> TLSConfiguration? {
@@ -25,8 +25,10 @@ extension DatabaseConfig {
         return tls
     }
 
-    /// The pool configuration for postgres-nio's `PostgresClient`.
-    func makeClientConfiguration() throws -> PostgresClient.Configuration {
+    /// The configuration of a postgres-nio `PostgresClient` with these settings, for an
+    /// application that creates its own client and shares it with `DatabasePool(borrowing:)`.
+    /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidConfiguration``.
+    public func makePostgresClientConfiguration() throws -> PostgresClient.Configuration {
         try validate()
         let tls: PostgresClient.Configuration.TLS
         switch (tlsMode, try makeTLSConfiguration()) {

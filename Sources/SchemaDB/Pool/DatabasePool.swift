@@ -34,7 +34,7 @@ public final class DatabasePool: Service, Sendable {
     ///   - logger: Receives the pool's background messages and is the default for its handles.
     /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidConfiguration``.
     public init(configuration: DatabaseConfig, logger: Logger) throws {
-        self.client = PostgresClient(configuration: try configuration.makeClientConfiguration(), backgroundLogger: logger)
+        self.client = PostgresClient(configuration: try configuration.makePostgresClientConfiguration(), backgroundLogger: logger)
         self.configuration = configuration
         self.logger = logger
         self.maximumConnections = configuration.maximumConnections
