@@ -123,32 +123,24 @@ public final class Tenancy: Service, Sendable {
     public func migrateAllTenants(concurrency: Int = 4) async throws -> [TenantSlug: [String]] {
         let tenants = try await registry.tenants(in: .active) + registry.tenants(in: .suspended)
         let level = provisioner.currentLevel
-        let width = max(1, min(concurrency, pool.connectionLimit ?? concurrency))
+        let width = min(concurrency, pool.connectionLimit ?? concurrency)
+        let results = try await forEachConcurrently(tenants, width: width) { tenant -> (TenantSlug, Result<[String], any Error>) in
+            do {
+                let report = try await self.provisioner.migrate(schema: tenant.schema, slug: tenant.slug)
+                if let level, tenant.migrationLevel != level || !report.applied.isEmpty {
+                    try await self.registry.setLevel(id: tenant.id, level: level, event: report.applied.isEmpty ? nil : "migrated")
+                }
+                return (tenant.slug, .success(report.applied.map(\.filename)))
+            } catch {
+                return (tenant.slug, .failure(error))
+            }
+        }
         var applied: [TenantSlug: [String]] = [:]
         var firstFailure: (any Error)? = nil
-        try await withThrowingTaskGroup(of: (Tenant, Result<[String], any Error>).self) { group in
-            var pending = tenants[...]
-            func startNext() {
-                guard let tenant = pending.popFirst() else { return }
-                group.addTask {
-                    do {
-                        let report = try await self.provisioner.migrate(schema: tenant.schema, slug: tenant.slug)
-                        if let level, tenant.migrationLevel != level || !report.applied.isEmpty {
-                            try await self.registry.setLevel(id: tenant.id, level: level, event: report.applied.isEmpty ? nil : "migrated")
-                        }
-                        return (tenant, .success(report.applied.map(\.filename)))
-                    } catch {
-                        return (tenant, .failure(error))
-                    }
-                }
-            }
-            for _ in 0..<width { startNext() }
-            while let (tenant, result) = try await group.next() {
-                switch result {
-                case .success(let files): if !files.isEmpty { applied[tenant.slug] = files }
-                case .failure(let error): if firstFailure == nil { firstFailure = error }
-                }
-                startNext()
+        for (slug, result) in results {
+            switch result {
+            case .success(let files): if !files.isEmpty { applied[slug] = files }
+            case .failure(let error): if firstFailure == nil { firstFailure = error }
             }
         }
         if let firstFailure { throw firstFailure }

@@ -25,6 +25,7 @@ extension SchemaDatabase {
     ///   - isolation: The isolation level; `nil` uses the server's default. Ignored for savepoints.
     ///   - readOnly: Start a read-only transaction. Ignored for savepoints.
     ///   - body: The work; it must not keep the handle after returning.
+    @discardableResult
     public func withTransaction<Result>(
         isolation: IsolationLevel? = nil,
         readOnly: Bool = false,
@@ -47,6 +48,7 @@ extension SchemaDatabase {
     ///
     /// - Warning: Session settings made with `SET` stay on the connection after it returns to
     ///   the pool. Reset them before returning, or use `SET LOCAL` in a transaction.
+    @discardableResult
     public func withConnection<Result>(_ body: (SchemaDatabase) async throws -> sending Result) async throws -> sending Result {
         if case .connection = scope { return try await body(self) }
         return try await pool.client.withConnection { connection in

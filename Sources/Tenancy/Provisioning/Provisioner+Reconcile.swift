@@ -116,21 +116,8 @@ extension Provisioner {
     }
 
     private func inspect(_ rows: [(id: Int64, slug: String?, schema: String, level: MigrationLevel?)], fix: Bool, concurrency: Int) async throws -> [ReconcileReport.Finding] {
-        let width = max(1, min(concurrency, pool.connectionLimit ?? concurrency))
-        return try await withThrowingTaskGroup(of: [ReconcileReport.Finding].self) { group in
-            var pending = rows[...]
-            func startNext() {
-                guard let row = pending.popFirst() else { return }
-                group.addTask { try await self.inspect(row, fix: fix) }
-            }
-            for _ in 0..<width { startNext() }
-            var findings: [ReconcileReport.Finding] = []
-            while let found = try await group.next() {
-                findings += found
-                startNext()
-            }
-            return findings
-        }
+        let width = min(concurrency, pool.connectionLimit ?? concurrency)
+        return try await forEachConcurrently(rows, width: width) { try await self.inspect($0, fix: fix) }.flatMap { $0 }
     }
 
     private func inspect(_ row: (id: Int64, slug: String?, schema: String, level: MigrationLevel?), fix: Bool) async throws -> [ReconcileReport.Finding] {

@@ -142,20 +142,8 @@ public struct Provisioner: Sendable {
     /// - Returns: The spares created.
     public func fillSpares(count: Int, concurrency: Int = 4) async throws -> [SpareSchema] {
         guard count > 0 else { return [] }
-        let width = max(1, min(concurrency, count, pool.connectionLimit ?? concurrency))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var started = 0
-            while started < width {
-                group.addTask { try await self.provisionSpare() }
-                started += 1
-            }
-            while try await group.next() != nil {
-                if started < count {
-                    group.addTask { try await self.provisionSpare() }
-                    started += 1
-                }
-            }
-        }
+        let width = min(concurrency, pool.connectionLimit ?? concurrency)
+        _ = try await forEachConcurrently(0..<count, width: width) { _ in try await self.provisionSpare() }
         return try await registry.spares()
     }
 

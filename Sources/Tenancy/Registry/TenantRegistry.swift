@@ -315,6 +315,6 @@ public final class TenantRegistry: Sendable {
             }
             return TenancyError(code: .registryFailed, message: "the tenant registry could not \(action): \(error.message ?? "\(error.resultCode)")", underlying: error)
         }
-        return TenancyError.registry(action.replacingOccurrences(of: "be ", with: "be "), error)
+        return TenancyError.registry(action, error)
     }
 }
