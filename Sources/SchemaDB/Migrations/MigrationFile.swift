@@ -87,6 +87,10 @@ public struct MigrationFile: Sendable, Hashable {
     }
 }
 
+extension MigrationFile: CustomStringConvertible {
+    public var description: String { filename }
+}
+
 extension MigrationFile: Comparable {
     public static func < (lhs: Self, rhs: Self) -> Bool {
         precedes((lhs.version, lhs.filename), (rhs.version, rhs.filename))

@@ -8,10 +8,14 @@ public import Foundation
 public struct MigrationSet: Sendable, Hashable {
     /// The files, in the order they apply.
     public let files: [MigrationFile]
+    /// A checksum of the whole set: the SHA-256 of every file's name and checksum, in order.
+    /// Two schemas migrated by sets with the same checksum ran the same files.
+    public let checksum: String
 
     /// A set of in-memory migrations, ordered by version.
     public init(files: [MigrationFile]) {
         self.files = files.sorted()
+        self.checksum = MigrationFile.checksum(of: self.files.map { "\($0.filename) \($0.checksum)" }.joined(separator: "\n"))
     }
 
     /// Reads every `*.sql` file of `directory`.
@@ -53,12 +57,6 @@ public struct MigrationSet: Sendable, Hashable {
 
     /// The last file, whose name marks the level a fully migrated schema is at.
     public var latest: MigrationFile? { files.last }
-
-    /// A checksum of the whole set: the SHA-256 of every file's name and checksum, in order.
-    /// Two schemas migrated by sets with the same checksum ran the same files.
-    public var checksum: String {
-        MigrationFile.checksum(of: files.map { "\($0.filename) \($0.checksum)" }.joined(separator: "\n"))
-    }
 
     /// Writes the next numbered migration file into `directory`, such as `004_add_invoices.sql`,
     /// and returns its URL. The number follows the highest version present, with the same width.

@@ -305,7 +305,3 @@ private struct TrackingRow: Decodable {
         AppliedMigration(filename: filename, checksum: checksum, module: module_name, appliedAt: applied_at, appliedBy: applied_by, executionTimeMilliseconds: execution_time_ms)
     }
 }
-
-extension MigrationFile: CustomStringConvertible {
-    public var description: String { filename }
-}

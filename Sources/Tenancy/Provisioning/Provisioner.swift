@@ -57,14 +57,13 @@ public struct Provisioner: Sendable {
         self.pool = pool
         self.registry = registry
         self.migrations = migrations
+        self.currentLevel = migrations.latest.map { MigrationLevel(lastFile: $0.filename, setChecksum: migrations.checksum) }
         self.configuration = configuration
         self.logger = logger
     }
 
     /// The level a fully migrated schema is at, or `nil` for an empty migration set.
-    public var currentLevel: MigrationLevel? {
-        migrations.latest.map { MigrationLevel(lastFile: $0.filename, setChecksum: migrations.checksum) }
-    }
+    public let currentLevel: MigrationLevel?
 
     // MARK: - Onboarding
 
@@ -75,7 +74,7 @@ public struct Provisioner: Sendable {
             return try await provision(existing.slug, displayName: displayName)
         }
         for _ in 0..<3 {
-            guard let spare = try await registry.spares().first else { break }
+            guard let spare = try await registry.oldestSpare() else { break }
             if spare.migrationLevel != currentLevel {
                 let report = try await migrate(schema: spare.schema, slug: nil)
                 if let level = currentLevel { try await registry.setLevel(id: spare.id, level: level, event: "migrated") }

@@ -90,11 +90,18 @@ public final class TenantRegistry: Sendable {
 
     /// Unclaimed spare schemas, oldest first.
     public func spares() async throws -> [SpareSchema] {
-        try await read { db in
-            try Row.fetchAll(db, sql: "SELECT id, schema_name, migration_file, migration_checksum, created_at FROM tenants WHERE state = 'spare' ORDER BY id").map { row in
-                SpareSchema(id: row[0], schema: row[1], migrationLevel: Self.level(file: row[2], checksum: row[3]), createdAt: Date(timeIntervalSince1970: row[4]))
-            }
-        }
+        try await read { db in try Row.fetchAll(db, sql: Self.spareQuery).map(Self.spare(from:)) }
+    }
+
+    /// The spare that onboarding claims next, or `nil` when there is none.
+    func oldestSpare() async throws -> SpareSchema? {
+        try await read { db in try Row.fetchOne(db, sql: Self.spareQuery + " LIMIT 1").map(Self.spare(from:)) }
+    }
+
+    private static let spareQuery = "SELECT id, schema_name, migration_file, migration_checksum, created_at FROM tenants WHERE state = 'spare' ORDER BY id"
+
+    private static func spare(from row: Row) -> SpareSchema {
+        SpareSchema(id: row[0], schema: row[1], migrationLevel: level(file: row[2], checksum: row[3]), createdAt: Date(timeIntervalSince1970: row[4]))
     }
 
     /// The tenant's events, newest first.
@@ -128,7 +135,8 @@ public final class TenantRegistry: Sendable {
             if let existing = try Self.fetchTenant(db, slug: slug.rawValue) {
                 switch existing.state {
                 case .failed:
-                    return (try Self.move(db, id: existing.id, from: existing, to: .provisioning, event: "provisioning", detail: "retry"), false)
+                    _ = try Self.move(db, id: existing.id, from: try Self.fetchRow(db, id: existing.id)!, to: .provisioning, event: "provisioning", detail: "retry", level: nil, lastError: nil)
+                    return (try Self.fetchTenant(db, id: existing.id)!, false)
                 case .provisioning:
                     return (existing, true)
                 default:
@@ -251,12 +259,6 @@ public final class TenantRegistry: Sendable {
         try Row.fetchOne(db, sql: "SELECT id, slug, schema_name, state, migration_file, migration_checksum FROM tenants WHERE id = ?", arguments: [id]).map {
             TenantRow(id: $0[0], slug: $0[1], schema: $0[2], state: TenantState(rawValue: $0[3]) ?? .failed, level: level(file: $0[4], checksum: $0[5]))
         }
-    }
-
-    private static func move(_ db: Database, id: Int64, from current: Tenant, to state: TenantState, event: String, detail: String?) throws -> Tenant {
-        let row = TenantRow(id: id, slug: current.slug.rawValue, schema: current.schema, state: current.state, level: current.migrationLevel)
-        _ = try move(db, id: id, from: row, to: state, event: event, detail: detail, level: nil, lastError: nil)
-        return try fetchTenant(db, id: id)!
     }
 
     private static func move(_ db: Database, id: Int64, from current: TenantRow, to state: TenantState, event: String, detail: String?, level: MigrationLevel?, lastError: String?) throws -> TenantRow {

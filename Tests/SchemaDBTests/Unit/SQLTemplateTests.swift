@@ -87,7 +87,7 @@ import Testing
     }
 
     @Test func dollarParametersAndIdentifierDollarsAreNotDollarQuotes() throws {
-        let template = try SQLTemplate("SELECT a$b, $1 FROM {{tables.t}} WHERE x = $2")
+        let template = SQLTemplate("SELECT a$b, $1 FROM {{tables.t}} WHERE x = $2")
         #expect(try template.render(schema: acme) == #"SELECT a$b, $1 FROM "acme"."t" WHERE x = $2"#)
     }
 }
