@@ -75,6 +75,7 @@ public final class Tenancy: Service, Sendable {
     }
 
     /// Onboards a tenant: claims a spare schema when one is ready, provisions one otherwise.
+    @discardableResult
     public func create(_ slug: String, displayName: String? = nil) async throws -> Provisioner.Report {
         let slug = try TenantSlug(slug)
         defer { directory.invalidate(slug) }
