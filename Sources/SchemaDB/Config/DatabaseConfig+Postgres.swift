@@ -66,8 +66,7 @@ extension DatabaseConfig {
             }
             configuration = .init(host: host, port: port, username: user, password: password, database: effectiveDatabase, tls: tls)
         }
-        let (seconds, attoseconds) = connectTimeout.components
-        configuration.options.connectTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        configuration.options.connectTimeout = .nanoseconds(connectTimeout.wholeNanoseconds)
         configuration.options.additionalStartupParameters = startupParameters
         return configuration
     }

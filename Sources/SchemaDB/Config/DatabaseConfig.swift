@@ -96,8 +96,7 @@ public struct DatabaseConfig: Sendable, Equatable {
     }
 
     static func milliseconds(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        return String(seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        String(duration.wholeMilliseconds)
     }
 
     /// Checks the settings that cannot work.

@@ -22,7 +22,9 @@ public struct SchemaMigrator: Sendable {
     public struct Options: Sendable {
         /// Defaults to ``TransactionMode/singleTransaction``.
         public var transactionMode: TransactionMode = .singleTransaction
-        /// The longest wait for another runner of the same schema and module. Defaults to 30 s.
+        /// The longest wait for another runner of the same schema and module, and for each table
+        /// lock a migration statement needs inside a transaction (`SET LOCAL lock_timeout`), so
+        /// a session holding a tenant's table cannot stall the migrator. Defaults to 30 s.
         public var lockTimeout: Duration = .seconds(30)
         /// Apply new files that sort before applied ones instead of refusing. Defaults to `false`.
         public var allowsOutOfOrder: Bool = false
@@ -88,6 +90,7 @@ public struct SchemaMigrator: Sendable {
         }
         let db = transaction.withSchema(database.schema)
         try await acquireLock(on: db, transactionScoped: true)
+        try await limitLockWaits(db)
         let applied = try await readApplied(db, creatingTable: true)
         let pending = try plan(applied: applied)
         if let file = pending.first(where: { !$0.runsInTransaction }) {
@@ -161,6 +164,7 @@ public struct SchemaMigrator: Sendable {
         for batch in batches {
             if batch[0].runsInTransaction {
                 appliedFiles += try await session.withTransaction { transaction in
+                    try await limitLockWaits(transaction)
                     var done: [MigrationReport.AppliedFile] = []
                     for file in batch { done.append(try await run(file, on: transaction)) }
                     try await record(done, checksums: batch.map(\.checksum), on: transaction)
@@ -182,14 +186,19 @@ public struct SchemaMigrator: Sendable {
                 _ = try await db.rows(try db.makeQuery(statement, []))
             } catch var error as SchemaDBError {
                 error.migrationFile = file.filename
-                if error.code == .queryFailed { error.code = .migrationFailed }
                 let kept = file.runsInTransaction ? "nothing of its transaction was kept" : "statements before it were kept (the file runs outside a transaction)"
-                error.message = "migration \(file.filename) failed at statement \(index + 1) of \(file.statements.count): \(error.message); \(kept)"
+                if error.code == .lockTimeout && file.runsInTransaction {
+                    error.code = .migrationLockTimeout
+                    error.message = "migration \(file.filename) waited more than \(options.lockTimeout) for a table lock at statement \(index + 1) of \(file.statements.count); \(kept); retry when the sessions holding the table are done, or raise the lock timeout"
+                } else {
+                    if error.code == .queryFailed { error.code = .migrationFailed }
+                    error.message = "migration \(file.filename) failed at statement \(index + 1) of \(file.statements.count): \(error.message); \(kept)"
+                }
                 throw error
             }
         }
         let elapsed = ContinuousClock.now - start
-        let milliseconds = max(1, Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000))
+        let milliseconds = max(1, Int(elapsed.wholeMilliseconds))
         db.logger.debug("applied migration", metadata: [
             LoggingKeys.schema: "\(db.schema?.name ?? "")",
             LoggingKeys.migrationModule: "\(module)",
@@ -285,6 +294,11 @@ public struct SchemaMigrator: Sendable {
             try await Task.sleep(for: min(wait, deadline - now))
             wait = min(wait * 2, .milliseconds(250))
         }
+    }
+
+    /// Bounds each table-lock wait of the current transaction by ``Options/lockTimeout``.
+    private func limitLockWaits(_ transaction: SchemaDatabase) async throws {
+        try await transaction.execute(try SQLTemplate("SET LOCAL lock_timeout = \(max(1, options.lockTimeout.wholeMilliseconds))"))
     }
 
     private func releaseSessionLock(on session: SchemaDatabase) async throws {

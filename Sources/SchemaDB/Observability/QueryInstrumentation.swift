@@ -44,8 +44,7 @@ final class QueryInstrumentation: Sendable {
     private func finish(start: ContinuousClock.Instant, failed: Bool, sql: @autoclosure () -> String, schema: SQLIdentifier?, logger: Logger) {
         let elapsed = ContinuousClock.now - start
         queries.add(1, ordering: .relaxed)
-        let (seconds, attoseconds) = elapsed.components
-        durationTimer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        durationTimer.recordNanoseconds(elapsed.wholeNanoseconds)
         if failed {
             failures.add(1, ordering: .relaxed)
             errorCounter.increment()
@@ -54,7 +53,7 @@ final class QueryInstrumentation: Sendable {
             slowQueries.add(1, ordering: .relaxed)
             slowCounter.increment()
             logger.info("slow query", metadata: [
-                LoggingKeys.durationMilliseconds: "\(Double(seconds) * 1000 + Double(attoseconds) / 1e15)",
+                LoggingKeys.durationMilliseconds: "\(Double(elapsed.wholeNanoseconds) / 1e6)",
                 LoggingKeys.schema: "\(schema?.name ?? "")",
                 LoggingKeys.statement: "\(SchemaDBError.abbreviate(sql()))",
             ])

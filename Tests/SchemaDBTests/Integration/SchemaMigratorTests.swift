@@ -210,6 +210,30 @@ struct SchemaMigratorTests {
         }
     }
 
+    @Test func aTableLockHeldByAnotherSessionTimesOutTheMigrationInsteadOfStallingIt() async throws {
+        let directory = try MigrationDirectory(Self.initial)
+        defer { directory.remove() }
+        try await withTestSchema { _, db in
+            try await migrator(db, directory).apply()
+            try directory.write("003_orders_total.sql", "ALTER TABLE {{tables.orders}} ADD COLUMN total numeric NOT NULL DEFAULT 0;")
+            try await db.withTransaction { holder in
+                // An application transaction reading the table holds a lock the ALTER must wait for.
+                _ = try await holder.fetchAll("SELECT * FROM {{tables.orders}}")
+                let start = ContinuousClock.now
+                await #expect {
+                    try await migrator(db, directory, configure: { $0.lockTimeout = .milliseconds(300) }).apply()
+                } throws: { error in
+                    let error = error as? SchemaDBError
+                    return error?.code == .migrationLockTimeout && error?.migrationFile == "003_orders_total.sql"
+                        && error?.description.contains("table lock") == true
+                }
+                #expect(ContinuousClock.now - start < .seconds(5))
+            }
+            #expect(try await migrator(db, directory).pendingFiles().map(\.filename) == ["003_orders_total.sql"])
+            try await migrator(db, directory).apply()
+        }
+    }
+
     @Test func noTransactionFilesRunOutsideATransaction() async throws {
         let directory = try MigrationDirectory([
             "001_t.sql": "CREATE TABLE {{tables.t}} (id int, v text);",
