@@ -38,6 +38,8 @@ public final class Tenancy: Service, Sendable {
     public let provisioner: Provisioner
     /// Cached tenant handles.
     public let directory: TenantDirectory
+    /// Migrates every tenant, with a ledger in the registry.
+    public let fleet: FleetMigrator
     private let logger: Logger
 
     /// Creates a `Tenancy` that owns its pool. Run it (``run()``, or in a `ServiceGroup`)
@@ -62,6 +64,7 @@ public final class Tenancy: Service, Sendable {
         let migrations = try MigrationSet(directory: configuration.migrationsDirectory)
         self.provisioner = Provisioner(pool: pool, registry: registry, migrations: migrations, configuration: configuration.provisioner, logger: logger)
         self.directory = TenantDirectory(pool: pool, registry: registry, configuration: configuration.directory, logger: logger)
+        self.fleet = FleetMigrator(provisioner: provisioner, logger: logger)
     }
 
     /// Runs an owned pool until shutdown; for a borrowed pool it only waits for shutdown.
@@ -116,36 +119,39 @@ public final class Tenancy: Service, Sendable {
         return try await provisioner.rename(old, to: new)
     }
 
-    /// Brings every active and suspended tenant up to the current migration set, `concurrency`
-    /// tenants at a time. Call it before the server starts (Hummingbird's `beforeServerStarts`).
-    /// - Returns: The tenants migrated and the files applied to each.
-    /// - Throws: ``TenancyError`` naming the first tenant that failed, after the others finished.
+    /// Brings every tenant and spare up to the current migration set through the fleet migrator,
+    /// `concurrency` tenants at a time, waiting up to `fleetLockWait` for a run another process
+    /// has started (another instance of the app starting at the same moment). Call it before the
+    /// server starts (Hummingbird's `beforeServerStarts`).
+    /// - Returns: The run, recorded in the registry's ledger.
+    /// - Throws: ``TenancyError`` with code ``TenancyError/Code/migrationFailed`` naming the
+    ///   failed tenants and the run to resume, after every other tenant was migrated.
     @discardableResult
-    public func migrateAllTenants(concurrency: Int = 4) async throws -> [TenantSlug: [String]] {
-        let tenants = try await registry.tenants(in: .active) + registry.tenants(in: .suspended)
-        let level = provisioner.currentLevel
-        let width = min(concurrency, pool.connectionLimit ?? concurrency)
-        let results = try await forEachConcurrently(tenants, width: width) { tenant -> (TenantSlug, Result<[String], any Error>) in
-            do {
-                let report = try await self.provisioner.migrate(schema: tenant.schema, slug: tenant.slug)
-                if let level, tenant.migrationLevel != level || !report.applied.isEmpty {
-                    try await self.registry.setLevel(id: tenant.id, level: level, event: report.applied.isEmpty ? nil : "migrated")
-                }
-                return (tenant.slug, .success(report.applied.map(\.filename)))
-            } catch {
-                return (tenant.slug, .failure(error))
-            }
+    public func migrateAllTenants(concurrency: Int = 4, fleetLockWait: Duration = .seconds(600)) async throws -> FleetReport {
+        var options = FleetMigrator.Options()
+        options.concurrency = concurrency
+        options.fleetLockWait = fleetLockWait
+        let report = try await fleet.run(.all, options: options)
+        guard report.run.status == .completed else {
+            let failures = report.failures
+            let named = failures.prefix(3).map { "\"\($0.slug ?? $0.schema)\": \($0.error ?? "")" }.joined(separator: "; ")
+            throw TenancyError(
+                code: .migrationFailed,
+                message: "fleet run \(report.run.id) ended \(report.run.status.rawValue) with \(failures.count) tenants failed (\(named)); fix the cause and resume run \(report.run.id)",
+                slug: failures.first?.slug)
         }
-        var applied: [TenantSlug: [String]] = [:]
-        var firstFailure: (any Error)? = nil
-        for (slug, result) in results {
-            switch result {
-            case .success(let files): if !files.isEmpty { applied[slug] = files }
-            case .failure(let error): if firstFailure == nil { firstFailure = error }
-            }
+        return report
+    }
+
+    /// The tenant's applied migrations, newest first.
+    public func migrationHistory(for slug: String, limit: Int = 50) async throws -> [AppliedMigration] {
+        let slug = try TenantSlug(slug)
+        guard let tenant = try await registry.tenant(slug: slug) else { throw TenancyError.notFound(slug.rawValue) }
+        guard tenant.state == .active || tenant.state == .suspended else { return [] }
+        do {
+            return try await provisioner.makeMigrator(pool.database(schema: try SQLIdentifier(tenant.schema))).history(limit: limit)
+        } catch {
+            throw TenancyError(code: .databaseFailed, message: "reading the migrations of tenant \"\(slug)\" failed: \(error)", slug: slug.rawValue, underlying: error)
         }
-        if let firstFailure { throw firstFailure }
-        logger.info("migrated all tenants", metadata: ["tenant.count": "\(tenants.count)", LoggingKeys.migrationCount: "\(applied.count)"])
-        return applied
     }
 }

@@ -8,9 +8,8 @@ import Testing
 struct ReconcileTests {
     @Test func reconcileFindsEveryKindOfDriftAndFixesOnlyTheSafeOnes() async throws {
         try await TenancyFixture.run { fixture in
-            // A prefix of its own, so schemas of tests running in parallel are not orphans here.
-            let prefix = "tr\(UInt32.random(in: 0 ... .max))_"
-            let tenancy = try fixture.makeTenancy { $0.provisioner.schemaPrefix = prefix }
+            let prefix = fixture.schemaPrefix
+            let tenancy = try fixture.makeTenancy()
             let admin = fixture.pool.database(schema: nil)
             for slug in ["healthy", "dropped", "stale", "edited"] { _ = try await tenancy.create(slug) }
             let registry = tenancy.registry
@@ -56,7 +55,7 @@ struct ReconcileTests {
 
             // A new migration file: every healthy schema is behind.
             try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id int);")
-            let released = try fixture.makeTenancy { $0.provisioner.schemaPrefix = prefix }
+            let released = try fixture.makeTenancy()
             let behind = try await released.reconcile().findings.filter { $0.kind == .behind }.compactMap(\.slug).sorted()
             #expect(behind == ["committed", "edited", "healthy", "stale"])
             try await fixture.pool.database(schema: orphan).dropSchema(cascade: true)

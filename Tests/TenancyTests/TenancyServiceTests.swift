@@ -14,7 +14,7 @@ struct TenancyServiceTests {
             var configuration = Tenancy.Configuration()
             configuration.registryPath = fixture.registryPath
             configuration.migrationsDirectory = fixture.migrationsURL
-            configuration.provisioner.schemaPrefix = "tt_"
+            configuration.provisioner.schemaPrefix = fixture.schemaPrefix
             let logger = Logger(label: "tenancy.tests", factory: { _ in SwiftLogNoOpLogHandler() })
             let tenancy = try Tenancy(databaseConfig: try TestPostgres.makeTestConfiguration(), configuration: configuration, logger: logger)
             #expect(tenancy.pool.isOwned)

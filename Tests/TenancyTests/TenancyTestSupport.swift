@@ -12,6 +12,9 @@ let integration = Testing.ConditionTrait.enabled(if: TestPostgres.isConfigured, 
 struct TenancyFixture {
     let directory: URL
     let pool: DatabasePool
+    /// The schema prefix of this test's tenants, unique so that tests running at once never
+    /// share a fleet lock or see each other's schemas.
+    let schemaPrefix = TestPostgres.makeUniqueName(prefix: "tt") + "_"
 
     static let migrations = [
         "001_accounts.sql": """
@@ -34,7 +37,7 @@ struct TenancyFixture {
         var configuration = Tenancy.Configuration()
         configuration.registryPath = registryPath
         configuration.migrationsDirectory = migrationsURL
-        configuration.provisioner.schemaPrefix = "tt_"
+        configuration.provisioner.schemaPrefix = schemaPrefix
         configure(&configuration)
         return try Tenancy(pool: pool, configuration: configuration, logger: Logger(label: "tenancy.tests", factory: { _ in SwiftLogNoOpLogHandler() }))
     }

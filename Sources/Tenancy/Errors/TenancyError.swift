@@ -9,6 +9,7 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
             case invalidSlug, tenantNotFound, tenantSuspended, tenantDeleted, slugTaken
             case provisioningInProgress, provisioningFailed, illegalTransition, confirmationRequired
             case registryFailed, registryBusy, databaseFailed, migrationFailed
+            case fleetLocked, fleetRunNotFound, invalidArgument
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -39,6 +40,12 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
         public static let databaseFailed = Self(.databaseFailed)
         /// Migrating a tenant's schema failed; see ``TenancyError/underlying``.
         public static let migrationFailed = Self(.migrationFailed)
+        /// Another fleet run holds the fleet lock of this database.
+        public static let fleetLocked = Self(.fleetLocked)
+        /// The registry has no fleet run with this id.
+        public static let fleetRunNotFound = Self(.fleetRunNotFound)
+        /// An option or argument is out of range.
+        public static let invalidArgument = Self(.invalidArgument)
 
         public var description: String { base.rawValue }
     }

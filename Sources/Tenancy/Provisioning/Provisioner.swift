@@ -231,9 +231,9 @@ public struct Provisioner: Sendable {
         }
     }
 
-    func makeMigrator(_ db: SchemaDatabase) throws -> SchemaMigrator {
+    func makeMigrator(_ db: SchemaDatabase, lockTimeout: Duration? = nil) throws -> SchemaMigrator {
         var options = SchemaMigrator.Options()
-        options.lockTimeout = configuration.migrationLockTimeout
+        options.lockTimeout = lockTimeout ?? configuration.migrationLockTimeout
         options.createsSchema = false
         return try SchemaMigrator(database: db, migrations: migrations, module: configuration.module, options: options)
     }

@@ -1,0 +1,337 @@
+import Foundation
+public import Logging
+import Metrics
+import SchemaDB
+import ServiceLifecycle
+import Synchronization
+
+/// Migrates every tenant (or a chosen few) to the current migration set, with bounded
+/// concurrency and a durable ledger in the registry.
+///
+/// Each tenant migrates in one transaction under its own (schema, module) advisory lock, with a
+/// lock timeout so one busy tenant cannot stall the fleet. A fleet lock keeps a second run
+/// over the same fleet (schema prefix and module) in the same database out. Failed tenants are rolled back and the run goes on, unless
+/// ``Options/maxFailures`` is exceeded or a canary fails. A run that stops early (a signal, a
+/// crash, an abort) is resumed with ``resume(runID:options:stop:progress:)``, which retries only
+/// its failed and unstarted tenants.
+public struct FleetMigrator: Sendable {
+    /// Which tenants a run covers.
+    public enum Selection: Sendable, Hashable {
+        /// Every active and suspended tenant, then every spare schema (so that claiming one
+        /// after a release needs no migration).
+        case all
+        /// These tenants, in this order. Each must be active or suspended.
+        case tenants([TenantSlug])
+    }
+
+    /// Fleet run settings. Every one has a default.
+    public struct Options: Sendable, Hashable {
+        /// Tenants migrated at once. Defaults to 4; never more than the pool's connections
+        /// minus the one holding the fleet lock.
+        public var concurrency: Int = 4
+        /// Migrate the first `canary` tenants one at a time and abort the run if any fails.
+        /// Defaults to 0 (no canary).
+        public var canary: Int = 0
+        /// Abort the run once more than this many tenants failed. `nil` (the default) goes on
+        /// to the end.
+        public var maxFailures: Int? = nil
+        /// The longest wait for each tenant's migration lock and table locks. Defaults to 10 s.
+        public var tenantLockTimeout: Duration = .seconds(10)
+        /// How long to wait for another fleet run to finish. `nil` (the default) fails at once
+        /// with ``TenancyError/Code/fleetLocked``.
+        public var fleetLockWait: Duration? = nil
+
+        public init() {}
+    }
+
+    /// The provisioner whose migration set, pool and registry the fleet uses.
+    public let provisioner: Provisioner
+    private let logger: Logger
+    private let migratedCounter = Counter(label: "tenancy_fleet_tenants_migrated")
+    private let failedCounter = Counter(label: "tenancy_fleet_tenants_failed")
+    private let tenantTimer = Metrics.Timer(label: "tenancy_fleet_tenant_duration")
+
+    public init(provisioner: Provisioner, logger: Logger) {
+        self.provisioner = provisioner
+        self.logger = logger
+    }
+
+    private var registry: TenantRegistry { provisioner.registry }
+    private var pool: DatabasePool { provisioner.pool }
+
+    // MARK: - Plan
+
+    /// Which files a run would apply to each tenant, read from each schema's tracking table,
+    /// without changing anything.
+    public func plan(_ selection: Selection, concurrency: Int = 4) async throws -> FleetPlan {
+        let candidates = try await candidates(selection)
+        let width = max(1, min(concurrency, pool.connectionLimit ?? concurrency))
+        var entries = try await forEachConcurrently(candidates.enumerated(), width: width) { (index, candidate) in
+            (index, await self.planEntry(candidate))
+        }
+        entries.sort { $0.0 < $1.0 }
+        return FleetPlan(target: provisioner.currentLevel, entries: entries.map(\.1))
+    }
+
+    private func planEntry(_ candidate: TenantRegistry.FleetCandidate) async -> FleetPlan.Entry {
+        var entry = FleetPlan.Entry(slug: candidate.slug, schema: candidate.schema, state: candidate.state, pending: [], problem: nil)
+        do {
+            let db = pool.database(schema: try SQLIdentifier(candidate.schema))
+            guard try await db.schemaExists() else {
+                entry.problem = "its schema does not exist; run doctor"
+                return entry
+            }
+            let status = try await provisioner.makeMigrator(db).status()
+            entry.pending = status.pending
+            var problems: [String] = []
+            if !status.changed.isEmpty { problems.append("changed after they were applied: " + status.changed.map(\.filename).joined(separator: ", ")) }
+            if !status.missing.isEmpty { problems.append("applied but missing from the directory: " + status.missing.joined(separator: ", ")) }
+            if !status.outOfOrder.isEmpty { problems.append("new files sorting before applied ones: " + status.outOfOrder.joined(separator: ", ")) }
+            entry.problem = problems.isEmpty ? nil : problems.joined(separator: "; ")
+        } catch {
+            entry.problem = "\(error)"
+        }
+        return entry
+    }
+
+    // MARK: - Run
+
+    /// Starts a run over `selection` and migrates it.
+    /// - Parameters:
+    ///   - stop: Stops the run between tenants when asked.
+    ///   - progress: Called after each tenant finishes, from the task that migrated it.
+    /// - Returns: The run and its items. Failed tenants do not make it throw: see
+    ///   ``FleetRun/status`` and ``FleetReport/failures``.
+    /// - Throws: ``TenancyError`` with code ``TenancyError/Code/fleetLocked`` when another run
+    ///   holds the fleet lock, or for an unknown or unmigratable tenant in `selection`, before
+    ///   anything is written.
+    public func run(_ selection: Selection, options: Options = .init(), stop: FleetStop = FleetStop(), progress: (@Sendable (FleetProgress) -> Void)? = nil) async throws -> FleetReport {
+        let candidates = try await candidates(selection)
+        let width = try width(for: options)
+        let parameters = Self.parameters(selection, options)
+        return try await shielded(stop) {
+            try await self.withFleetLock(wait: options.fleetLockWait) {
+                let runID = try await self.registry.beginFleetRun(tenantIDs: candidates.map(\.id), target: self.provisioner.currentLevel, parameters: parameters)
+                self.logger.info("fleet run started", metadata: ["fleet.run": "\(runID)", "tenant.count": "\(candidates.count)"])
+                return try await self.drive(runID: runID, tenantIDs: candidates.map(\.id), width: width, options: options, stop: stop, progress: progress)
+            }
+        }
+    }
+
+    /// Resumes run `runID`: its failed tenants, those left running by a process that died, and
+    /// those never started are migrated; the others are left as they are.
+    /// - Throws: ``TenancyError`` with code ``TenancyError/Code/fleetRunNotFound`` or
+    ///   ``TenancyError/Code/fleetLocked``.
+    public func resume(runID: Int64, options: Options = .init(), stop: FleetStop = FleetStop(), progress: (@Sendable (FleetProgress) -> Void)? = nil) async throws -> FleetReport {
+        guard let run = try await registry.fleetRun(id: runID) else {
+            throw TenancyError(code: .fleetRunNotFound, message: "no fleet run \(runID); list the runs with `tenantctl runs`")
+        }
+        let width = try width(for: options)
+        guard run.status.isResumable else { return try await report(runID) }
+        return try await shielded(stop) {
+            try await self.withFleetLock(wait: options.fleetLockWait) {
+                let tenantIDs = try await self.registry.reopenFleetRun(id: runID, target: self.provisioner.currentLevel)
+                self.logger.info("fleet run resumed", metadata: ["fleet.run": "\(runID)", "tenant.count": "\(tenantIDs.count)"])
+                return try await self.drive(runID: runID, tenantIDs: tenantIDs, width: width, options: options, stop: stop, progress: progress)
+            }
+        }
+    }
+
+    // MARK: - Steps
+
+    private func candidates(_ selection: Selection) async throws -> [TenantRegistry.FleetCandidate] {
+        switch selection {
+        case .all: return try await registry.fleetCandidates()
+        case .tenants(let slugs):
+            var seen = Set<TenantSlug>()
+            return try await registry.fleetCandidates(slugs: slugs.filter { seen.insert($0).inserted })
+        }
+    }
+
+    /// Concurrency within the pool, leaving one connection for the fleet lock.
+    private func width(for options: Options) throws -> Int {
+        guard options.concurrency >= 1 else {
+            throw TenancyError(code: .invalidArgument, message: "fleet concurrency must be at least 1, not \(options.concurrency)")
+        }
+        guard let limit = pool.connectionLimit else { return options.concurrency }
+        guard limit >= 2 else {
+            throw TenancyError(code: .invalidArgument, message: "a fleet run needs a pool of at least 2 connections (one holds the fleet lock); this one has \(limit)")
+        }
+        return min(options.concurrency, limit - 1)
+    }
+
+    /// The counts of one pass over a run's pending tenants.
+    private struct Tally {
+        var succeeded = 0
+        var failed = 0
+        var skipped = 0
+        var abortReason: String?
+    }
+
+    private func drive(runID: Int64, tenantIDs: [Int64], width: Int, options: Options, stop: FleetStop, progress: (@Sendable (FleetProgress) -> Void)?) async throws -> FleetReport {
+        let tally = Mutex(Tally())
+        let start = ContinuousClock.now
+        let migrate: @Sendable (Int64) async throws -> Void = { id in
+            guard !stop.isStopped, tally.withLock({ $0.abortReason == nil }) else { return }
+            let item = try await self.migrate(tenantID: id, runID: runID, options: options)
+            let snapshot = tally.withLock { tally in
+                switch item.status {
+                case .succeeded: tally.succeeded += 1
+                case .skipped: tally.skipped += 1
+                case .failed:
+                    tally.failed += 1
+                    if let limit = options.maxFailures, tally.failed > limit, tally.abortReason == nil {
+                        tally.abortReason = "more than \(limit) tenants failed"
+                    }
+                case .pending, .running: break
+                }
+                return tally
+            }
+            progress?(FleetProgress(runID: runID, total: tenantIDs.count, succeeded: snapshot.succeeded, failed: snapshot.failed,
+                                    skipped: snapshot.skipped, latest: item, elapsed: ContinuousClock.now - start))
+        }
+        do {
+            let canaries = tenantIDs.prefix(max(0, options.canary))
+            for id in canaries {
+                try await migrate(id)
+                if tally.withLock({ $0.failed > 0 && $0.abortReason == nil }) {
+                    tally.withLock { $0.abortReason = "a canary tenant failed" }
+                }
+            }
+            _ = try await forEachConcurrently(tenantIDs.dropFirst(canaries.count), width: width, migrate)
+        } catch {
+            try? await registry.finishFleetRun(id: runID, status: .interrupted, error: "\(error)")
+            throw error
+        }
+        let final = tally.withLock { $0 }
+        let status: FleetRun.Status
+        let reason: String?
+        if let abort = final.abortReason {
+            (status, reason) = (.aborted, abort)
+        } else if let stopped = stop.stopReason {
+            (status, reason) = (.interrupted, stopped)
+        } else {
+            (status, reason) = (final.failed > 0 ? .completedWithFailures : .completed, nil)
+        }
+        try await registry.finishFleetRun(id: runID, status: status, error: reason)
+        logger.info("fleet run finished", metadata: [
+            "fleet.run": "\(runID)", "fleet.status": "\(status.rawValue)",
+            "fleet.succeeded": "\(final.succeeded)", "fleet.failed": "\(final.failed)", "fleet.skipped": "\(final.skipped)",
+        ])
+        return try await report(runID)
+    }
+
+    /// Migrates one tenant and records the outcome. Database failures become a failed item;
+    /// registry failures are thrown.
+    private func migrate(tenantID: Int64, runID: Int64, options: Options) async throws -> FleetRunItem {
+        let start = ContinuousClock.now
+        var item = FleetRunItem(tenantID: tenantID, slug: nil, schema: "", position: 0, status: .skipped, attempts: 0,
+                                error: nil, durationMilliseconds: nil, filesApplied: [], startedAt: Date(), finishedAt: nil)
+        var level: MigrationLevel? = nil
+        if let tenant = try await registry.startFleetItem(runID: runID, tenantID: tenantID) {
+            (item.slug, item.schema) = (tenant.slug, tenant.schema)
+            if [.active, .suspended, .spare].contains(tenant.state) {
+                do {
+                    let db = pool.database(schema: try SQLIdentifier(tenant.schema))
+                    let report = try await provisioner.makeMigrator(db, lockTimeout: options.tenantLockTimeout).apply()
+                    item.filesApplied = report.applied.map(\.filename)
+                    item.status = item.filesApplied.isEmpty ? .skipped : .succeeded
+                    if let current = provisioner.currentLevel, tenant.level != current || !item.filesApplied.isEmpty { level = current }
+                } catch {
+                    item.status = .failed
+                    item.error = "\(error)"
+                }
+            } else {
+                item.error = "the tenant is \(tenant.state.rawValue)"
+            }
+        } else {
+            item.error = "the tenant is no longer in the registry"
+        }
+        let elapsed = ContinuousClock.now - start
+        item.durationMilliseconds = Int(elapsed.wholeMilliseconds)
+        item.finishedAt = Date()
+        try await registry.finishFleetItem(runID: runID, tenantID: tenantID, status: item.status, error: item.error,
+                                           durationMilliseconds: item.durationMilliseconds ?? 0, filesApplied: item.filesApplied, level: level)
+        tenantTimer.recordNanoseconds(elapsed.wholeNanoseconds)
+        switch item.status {
+        case .succeeded: migratedCounter.increment()
+        case .failed:
+            failedCounter.increment()
+            logger.info("tenant migration failed", metadata: [TenancyLoggingKeys.tenantSlug: "\(item.slug ?? "")", TenancyLoggingKeys.tenantSchema: "\(item.schema)", "error": "\(item.error ?? "")"])
+        default: break
+        }
+        return item
+    }
+
+    private func report(_ runID: Int64) async throws -> FleetReport {
+        guard let run = try await registry.fleetRun(id: runID) else {
+            throw TenancyError(code: .fleetRunNotFound, message: "fleet run \(runID) is no longer in the registry")
+        }
+        return FleetReport(run: run, items: try await registry.fleetRunItems(runID: runID))
+    }
+
+    // MARK: - Locking and cancellation
+
+    /// The fleet lock of the tenants with this schema prefix and migration module.
+    static func fleetLockKey(_ configuration: Provisioner.Configuration) -> Int64 {
+        AdvisoryLockKey.make("tenancy.fleet", configuration.schemaPrefix, configuration.module)
+    }
+
+    /// Holds the fleet lock, a session advisory lock on one pooled connection, around `body`.
+    private func withFleetLock<T: Sendable>(wait: Duration?, _ body: () async throws -> T) async throws -> T {
+        let key = Self.fleetLockKey(provisioner.configuration)
+        return try await pool.database(schema: nil).withConnection { session in
+            let deadline = wait.map { ContinuousClock.now + $0 }
+            var pause = Duration.milliseconds(50)
+            while try await session.fetchValue("SELECT pg_try_advisory_lock($1)", key, as: Bool.self) != true {
+                guard let deadline, ContinuousClock.now < deadline else {
+                    throw TenancyError(
+                        code: .fleetLocked,
+                        message: "another fleet migration is running against this database; wait for it to finish" + (wait == nil ? " or ask to wait for it" : ", or wait longer"))
+                }
+                try await Task.sleep(for: min(pause, deadline - ContinuousClock.now))
+                pause = min(pause * 2, .seconds(1))
+            }
+            do {
+                let result = try await body()
+                _ = try? await session.fetchAll("SELECT pg_advisory_unlock($1)", key)
+                return result
+            } catch {
+                _ = try? await session.fetchAll("SELECT pg_advisory_unlock($1)", key)
+                throw error
+            }
+        }
+    }
+
+    /// Runs `body` in its own task, so that cancellation or a graceful shutdown stops the run
+    /// between tenants instead of interrupting the ones in flight.
+    private func shielded<T: Sendable>(_ stop: FleetStop, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let task = Task { try await body() }
+        return try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await task.value
+            } onGracefulShutdown: {
+                stop.stop(reason: "the service is shutting down")
+            }
+        } onCancel: {
+            stop.stop(reason: "the task was cancelled")
+        }
+    }
+
+    private static func parameters(_ selection: Selection, _ options: Options) -> String {
+        struct Parameters: Encodable {
+            var tenants: [String]?
+            var concurrency: Int
+            var canary: Int
+            var maxFailures: Int?
+            var tenantLockTimeoutMs: Int64
+        }
+        let tenants: [String]? = if case .tenants(let slugs) = selection { slugs.map(\.rawValue) } else { nil }
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = .sortedKeys
+        let value = Parameters(tenants: tenants, concurrency: options.concurrency, canary: options.canary, maxFailures: options.maxFailures,
+                               tenantLockTimeoutMs: options.tenantLockTimeout.wholeMilliseconds)
+        return String(decoding: (try? encoder.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+}
