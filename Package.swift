@@ -10,8 +10,10 @@ let package = Package(
         .library(name: "SchemaDB", targets: ["SchemaDB"]),
         .library(name: "SchemaDBTesting", targets: ["SchemaDBTesting"]),
         .library(name: "Tenancy", targets: ["Tenancy"]),
+        .executable(name: "tenantctl", targets: ["tenantctl"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
@@ -54,6 +56,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .executableTarget(
+            name: "tenantctl",
+            dependencies: [
+                "SchemaDB",
+                "Tenancy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "SchemaDBTests",
             dependencies: [
@@ -77,6 +88,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "TenantctlTests",
+            dependencies: [
+                "SchemaDB",
+                "SchemaDBTesting",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ]

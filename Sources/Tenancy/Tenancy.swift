@@ -55,9 +55,13 @@ public final class Tenancy: Service, Sendable {
     }
 
     /// Creates a `Tenancy` over an existing pool.
-    /// - Throws: ``TenancyError`` when the registry cannot be opened, or `SchemaDBError` when
-    ///   the migration set cannot be read.
+    /// - Throws: ``TenancyError`` when the schema prefix is not a valid identifier start or the
+    ///   registry cannot be opened, or `SchemaDBError` when the migration set cannot be read.
     public init(pool: DatabasePool, configuration: Configuration = .init(), logger: Logger) throws {
+        let prefix = configuration.provisioner.schemaPrefix
+        if prefix.isEmpty || prefix.utf8.count > 40 || SQLIdentifier.problem(with: prefix) != nil {
+            throw TenancyError(code: .invalidArgument, message: "the schema prefix \"\(prefix.debugDescriptionEscaped)\" cannot be used; use 1 to 40 ASCII letters, digits and '_', starting with a letter or '_'")
+        }
         self.pool = pool
         self.logger = logger
         self.registry = try TenantRegistry(path: configuration.registryPath)

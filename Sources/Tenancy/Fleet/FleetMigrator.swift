@@ -237,6 +237,9 @@ public struct FleetMigrator: Sendable {
                     item.filesApplied = report.applied.map(\.filename)
                     item.status = item.filesApplied.isEmpty ? .skipped : .succeeded
                     if let current = provisioner.currentLevel, tenant.level != current || !item.filesApplied.isEmpty { level = current }
+                } catch let error as SchemaDBError {
+                    item.status = .failed
+                    item.error = error.message + (error.hint.map { "; hint: \($0)" } ?? "")
                 } catch {
                     item.status = .failed
                     item.error = "\(error)"

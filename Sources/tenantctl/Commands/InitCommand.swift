@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import SchemaDB
+import Tenancy
+
+struct InitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create the registry (idempotent), check the database connection and print the settings.")
+
+    @OptionGroup var options: GlobalOptions
+
+    struct Settings: Encodable {
+        var database: String
+        var serverVersion: String
+        var registry: String
+        var migrations: String
+        var migrationFiles: Int
+        var latestMigration: String
+        var schemaPrefix: String
+        var tenants: Int
+        var spares: Int
+    }
+
+    func run() async throws {
+        let context = try CommandContext(options)
+        let directory = URL(fileURLWithPath: options.migrationsDirectory)
+        if !FileManager.default.fileExists(atPath: directory.path) {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            if !options.json { Output.note("created the empty migrations directory \(directory.path); add files with tenantctl new-migration") }
+        }
+        let database = try options.databaseConfig().description
+        let settings = try await context.withTenancy(connections: 1) { tenancy in
+            let version = try await tenancy.pool.database(schema: nil).fetchValue("SHOW server_version", as: String.self) ?? "?"
+            let counts = try await tenancy.registry.countByState()
+            return Settings(
+                database: database, serverVersion: version, registry: options.registryPath, migrations: directory.path,
+                migrationFiles: tenancy.provisioner.migrations.files.count, latestMigration: tenancy.provisioner.currentLevel?.lastFile ?? "-",
+                schemaPrefix: tenancy.provisioner.configuration.schemaPrefix,
+                tenants: counts.filter { $0.key != .spare && $0.key != .deleted }.values.reduce(0, +), spares: counts[.spare] ?? 0)
+        }
+        context.output.emit(settings) {
+            var table = TextTable("setting", "value")
+            table.add("database", "\(settings.database) (PostgreSQL \(settings.serverVersion))")
+            table.add("registry", settings.registry)
+            table.add("migrations", "\(settings.migrations) (\(settings.migrationFiles) files, latest \(settings.latestMigration))")
+            table.add("schema prefix", settings.schemaPrefix)
+            table.add("tenants", "\(settings.tenants) (\(settings.spares) spares)")
+            return table.render()
+        }
+    }
+}
