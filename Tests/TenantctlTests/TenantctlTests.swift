@@ -265,6 +265,20 @@ struct TenantctlTests {
         }
     }
 
+    @Test func theRepositoryExampleMigrationsProvisionATenantThatServesQueries() async throws {
+        try await CLIFixture.run { cli in
+            let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            let examples = repository.appendingPathComponent("tenant-migrations").path
+            let created = try await cli.json("create", "acme", "--migrations", examples)
+            #expect((created["applied_files"] as? [String])?.count == 5)
+            let db = cli.pool.database(schema: try SQLIdentifier(try #require(created["schema"] as? String)))
+            let account = try await db.insertReturningID("INSERT INTO {{tables.accounts}} (email, name, plan) VALUES ($1, $2, 'team')", "ada@acme.test", "Ada", as: Int.self)
+            let invoice = try await db.insertReturningID("INSERT INTO {{tables.invoices}} (account_id, number) VALUES ($1, 'A-1')", account, as: Int.self)
+            try await db.execute("INSERT INTO {{tables.invoice_lines}} VALUES ($1, 1, 'seats', 3, 1500), ($1, 2, 'support', 1, 500)", invoice)
+            #expect(try await db.fetchValue("SELECT total_cents FROM {{tables.open_invoices}} WHERE number = 'A-1'", as: Int.self) == 5000)
+        }
+    }
+
     @Test func sparesAreFilledAndClaimedAndNewMigrationsAreNumbered() async throws {
         try await CLIFixture.run { cli in
             let filled = try #require(try await cli.run("spares", "fill", "2", "--json").json() as? [[String: Any]])
