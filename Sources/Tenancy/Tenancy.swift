@@ -138,10 +138,12 @@ public final class Tenancy: Service, Sendable {
         let report = try await fleet.run(.all, options: options)
         guard report.run.status == .completed else {
             let failures = report.failures
-            let named = failures.prefix(3).map { "\"\($0.slug ?? $0.schema)\": \($0.error ?? "")" }.joined(separator: "; ")
+            let cause = failures.isEmpty
+                ? report.run.error ?? "it did not finish"
+                : "\(failures.count) tenants failed: " + failures.prefix(3).map { "\"\($0.slug ?? $0.schema)\": \($0.error ?? "")" }.joined(separator: "; ")
             throw TenancyError(
                 code: .migrationFailed,
-                message: "fleet run \(report.run.id) ended \(report.run.status.rawValue) with \(failures.count) tenants failed (\(named)); fix the cause and resume run \(report.run.id)",
+                message: "fleet run \(report.run.id) ended \(report.run.status.rawValue) (\(cause)); fix the cause and resume run \(report.run.id)",
                 slug: failures.first?.slug)
         }
         return report

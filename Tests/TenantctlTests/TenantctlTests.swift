@@ -108,6 +108,10 @@ struct TenantctlTests {
             #expect(broken.stderr.contains("002_empty.sql"))
             #expect(try await cli.schemas().isEmpty)
 
+            let prefix = try await cli.run("create", "acme", "--schema-prefix", "x\"; DROP SCHEMA public; --")
+            #expect(prefix.status == 2)
+            #expect(prefix.stderr.contains("schema prefix"))
+
             let usage = try await cli.run("migrate", "--all", "--concurrency", "0")
             #expect(usage.status == 2)
             #expect(try await cli.run("migrate").status == 2)

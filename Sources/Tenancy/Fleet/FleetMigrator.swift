@@ -73,7 +73,7 @@ public struct FleetMigrator: Sendable {
         return FleetPlan(target: provisioner.currentLevel, entries: entries.map(\.1))
     }
 
-    private func planEntry(_ candidate: TenantRegistry.FleetCandidate) async -> FleetPlan.Entry {
+    private func planEntry(_ candidate: TenantRegistry.TenantRow) async -> FleetPlan.Entry {
         var entry = FleetPlan.Entry(slug: candidate.slug, schema: candidate.schema, state: candidate.state, pending: [], problem: nil)
         do {
             let db = pool.database(schema: try SQLIdentifier(candidate.schema))
@@ -139,7 +139,7 @@ public struct FleetMigrator: Sendable {
 
     // MARK: - Steps
 
-    private func candidates(_ selection: Selection) async throws -> [TenantRegistry.FleetCandidate] {
+    private func candidates(_ selection: Selection) async throws -> [TenantRegistry.TenantRow] {
         switch selection {
         case .all: return try await registry.fleetCandidates()
         case .tenants(let slugs):
@@ -228,7 +228,9 @@ public struct FleetMigrator: Sendable {
         var item = FleetRunItem(tenantID: tenantID, slug: nil, schema: "", position: 0, status: .skipped, attempts: 0,
                                 error: nil, durationMilliseconds: nil, filesApplied: [], startedAt: Date(), finishedAt: nil)
         var level: MigrationLevel? = nil
-        if let tenant = try await registry.startFleetItem(runID: runID, tenantID: tenantID) {
+        let started = try await registry.startFleetItem(runID: runID, tenantID: tenantID)
+        (item.position, item.attempts) = (started.position, started.attempts)
+        if let tenant = started.tenant {
             (item.slug, item.schema) = (tenant.slug, tenant.schema)
             if [.active, .suspended, .spare].contains(tenant.state) {
                 do {

@@ -21,11 +21,17 @@ public struct FleetRun: Sendable, Hashable, Codable {
 
     /// How many items are in each state.
     public struct Counts: Sendable, Hashable, Codable {
+        /// Every item of the run.
         public var total = 0
+        /// Items not started yet.
         public var pending = 0
+        /// Items being migrated, or left running by a process that died.
         public var running = 0
+        /// Items with files applied.
         public var succeeded = 0
+        /// Items whose migration failed and was rolled back.
         public var failed = 0
+        /// Items with nothing to do.
         public var skipped = 0
 
         public init() {}

@@ -83,7 +83,7 @@ extension Provisioner {
         return ReconcileReport(findings: findings.sorted { ($0.kind.rawValue, $0.schema) < ($1.kind.rawValue, $1.schema) })
     }
 
-    private func healStuck(_ row: (id: Int64, slug: String?, schema: String, state: TenantState, level: MigrationLevel?), schemaExists: Bool, fix: Bool) async throws -> ReconcileReport.Finding {
+    private func healStuck(_ row: TenantRegistry.TenantRow, schemaExists: Bool, fix: Bool) async throws -> ReconcileReport.Finding {
         var finding = ReconcileReport.Finding(kind: .stuckProvisioning, slug: row.slug, schema: row.schema,
                                               detail: schemaExists ? "stuck in provisioning; its schema exists" : "stuck in provisioning; no schema", fixed: false)
         guard fix else { return finding }

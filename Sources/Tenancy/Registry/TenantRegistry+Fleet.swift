@@ -3,15 +3,6 @@ import GRDB
 
 /// The fleet-run ledger: one row per run, one item per tenant, written as the run goes.
 extension TenantRegistry {
-    /// A tenant or spare a fleet run can migrate.
-    struct FleetCandidate: Sendable {
-        var id: Int64
-        var slug: String?
-        var schema: String
-        var state: TenantState
-        var level: MigrationLevel?
-    }
-
     // MARK: - Reading
 
     /// The most recent runs, newest first.
@@ -49,24 +40,24 @@ extension TenantRegistry {
 
     /// Every tenant and spare a fleet run over all tenants migrates: active and suspended
     /// tenants in slug order, then spares oldest first.
-    func fleetCandidates() async throws -> [FleetCandidate] {
+    func fleetCandidates() async throws -> [TenantRow] {
         try await read { db in
             try Row.fetchAll(db, sql: """
-                SELECT id, slug, schema_name, state, migration_file, migration_checksum FROM tenants
+                SELECT \(TenantRow.columns) FROM tenants
                 WHERE state IN ('active', 'suspended', 'spare') ORDER BY slug IS NULL, slug, id
-                """).map(Self.candidate(from:))
+                """).map(TenantRow.init(row:))
         }
     }
 
     /// The tenants with these slugs, in the order given.
     /// - Throws: ``TenancyError`` for an unknown slug, or one whose tenant has no schema to migrate.
-    func fleetCandidates(slugs: [TenantSlug]) async throws -> [FleetCandidate] {
+    func fleetCandidates(slugs: [TenantSlug]) async throws -> [TenantRow] {
         try await read { db in
             try slugs.map { slug in
-                guard let row = try Row.fetchOne(db, sql: "SELECT id, slug, schema_name, state, migration_file, migration_checksum FROM tenants WHERE slug = ?", arguments: [slug.rawValue]) else {
+                guard let row = try Row.fetchOne(db, sql: "SELECT \(TenantRow.columns) FROM tenants WHERE slug = ?", arguments: [slug.rawValue]) else {
                     throw TenancyError.notFound(slug.rawValue)
                 }
-                let candidate = Self.candidate(from: row)
+                let candidate = TenantRow(row: row)
                 guard candidate.state == .active || candidate.state == .suspended else {
                     throw TenancyError(code: candidate.state == .deleted ? .tenantDeleted : .illegalTransition,
                                        message: "tenant \"\(slug)\" is \(candidate.state.rawValue) and has no schema to migrate; leave it out", slug: slug.rawValue)
@@ -109,13 +100,15 @@ extension TenantRegistry {
     }
 
     /// Marks an item running and counts the attempt.
-    /// - Returns: The tenant's row now, or `nil` when it is gone.
-    func startFleetItem(runID: Int64, tenantID: Int64) async throws -> FleetCandidate? {
+    /// - Returns: The item's position and attempts, and the tenant's row now (`nil` when it is gone).
+    func startFleetItem(runID: Int64, tenantID: Int64) async throws -> (position: Int, attempts: Int, tenant: TenantRow?) {
         try await write { db in
             try db.execute(sql: "UPDATE fleet_run_items SET status = 'running', attempts = attempts + 1, started_at = ?, finished_at = NULL, error = NULL WHERE run_id = ? AND tenant_id = ?",
                            arguments: [Date().timeIntervalSince1970, runID, tenantID])
-            return try Row.fetchOne(db, sql: "SELECT id, slug, schema_name, state, migration_file, migration_checksum FROM tenants WHERE id = ?", arguments: [tenantID])
-                .map(Self.candidate(from:))
+            let item = try Row.fetchOne(db, sql: "SELECT position, attempts FROM fleet_run_items WHERE run_id = ? AND tenant_id = ?", arguments: [runID, tenantID])
+            let tenant = try Row.fetchOne(db, sql: "SELECT \(TenantRow.columns) FROM tenants WHERE id = ?", arguments: [tenantID])
+                .map(TenantRow.init(row:))
+            return (item?[0] ?? 0, item?[1] ?? 0, tenant)
         }
     }
 
@@ -181,9 +174,5 @@ extension TenantRegistry {
             attempts: row[5], error: row[6], durationMilliseconds: row[7],
             filesApplied: files.map { $0.isEmpty ? [] : $0.components(separatedBy: "\n") } ?? [],
             startedAt: (row[9] as Double?).map(Date.init(timeIntervalSince1970:)), finishedAt: (row[10] as Double?).map(Date.init(timeIntervalSince1970:)))
-    }
-
-    private static func candidate(from row: Row) -> FleetCandidate {
-        FleetCandidate(id: row[0], slug: row[1], schema: row[2], state: TenantState(rawValue: row[3]) ?? .failed, level: level(file: row[4], checksum: row[5]))
     }
 }

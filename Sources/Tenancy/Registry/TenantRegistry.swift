@@ -115,13 +115,10 @@ public final class TenantRegistry: Sendable {
         }
     }
 
-    /// Every schema the registry knows, with the state of its row (tenants and spares).
-    func schemaStates() async throws -> [(id: Int64, slug: String?, schema: String, state: TenantState, level: MigrationLevel?)] {
+    /// Every row of the registry, tenants and spares, with its schema and state.
+    func schemaStates() async throws -> [TenantRow] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT id, slug, schema_name, state, migration_file, migration_checksum FROM tenants").compactMap { row in
-                guard let state = TenantState(rawValue: row[3]) else { return nil }
-                return (row[0], row[1], row[2], state, Self.level(file: row[4], checksum: row[5]))
-            }
+            try Row.fetchAll(db, sql: "SELECT \(TenantRow.columns) FROM tenants").map(TenantRow.init(row:))
         }
     }
 
@@ -225,12 +222,23 @@ public final class TenantRegistry: Sendable {
 
     // MARK: - Internals
 
+    /// A row of the registry as the lifecycle and the fleet see it: a tenant, or a spare (no slug).
     struct TenantRow: Sendable {
         var id: Int64
         var slug: String?
         var schema: String
         var state: TenantState
         var level: MigrationLevel?
+
+        static let columns = "id, slug, schema_name, state, migration_file, migration_checksum"
+
+        init(row: Row) {
+            self.init(id: row[0], slug: row[1], schema: row[2], state: TenantState(rawValue: row[3]) ?? .failed, level: TenantRegistry.level(file: row[4], checksum: row[5]))
+        }
+
+        init(id: Int64, slug: String?, schema: String, state: TenantState, level: MigrationLevel?) {
+            (self.id, self.slug, self.schema, self.state, self.level) = (id, slug, schema, state, level)
+        }
     }
 
     static let columns = "id, slug, display_name, schema_name, placement, state, migration_file, migration_checksum, created_at, updated_at, last_error"
@@ -256,9 +264,7 @@ public final class TenantRegistry: Sendable {
     }
 
     static func fetchRow(_ db: Database, id: Int64) throws -> TenantRow? {
-        try Row.fetchOne(db, sql: "SELECT id, slug, schema_name, state, migration_file, migration_checksum FROM tenants WHERE id = ?", arguments: [id]).map {
-            TenantRow(id: $0[0], slug: $0[1], schema: $0[2], state: TenantState(rawValue: $0[3]) ?? .failed, level: level(file: $0[4], checksum: $0[5]))
-        }
+        try Row.fetchOne(db, sql: "SELECT \(TenantRow.columns) FROM tenants WHERE id = ?", arguments: [id]).map(TenantRow.init(row:))
     }
 
     private static func move(_ db: Database, id: Int64, from current: TenantRow, to state: TenantState, event: String, detail: String?, level: MigrationLevel?, lastError: String?) throws -> TenantRow {

@@ -80,13 +80,13 @@ struct MigrateCommand: AsyncParsableCommand {
     private func printPlan(_ selection: FleetMigrator.Selection?, _ context: CommandContext) async throws {
         struct PlanView: Encodable {
             struct Entry: Encodable {
-                var slug: String?
+                @Nullable var slug: String?
                 var schema: String
                 var status: String
                 var pending: [String]
-                var problem: String?
+                @Nullable var problem: String?
             }
-            var targetMigration: String?
+            @Nullable var targetMigration: String?
             var total: Int
             var behind: Int
             var blocked: Int

@@ -11,7 +11,7 @@ struct SparesCommand: AsyncParsableCommand {
 
     struct SpareView: Encodable {
         var schema: String
-        var migrationLevel: String?
+        @Nullable var migrationLevel: String?
         var upToDate: Bool
         var createdAt: Date
     }

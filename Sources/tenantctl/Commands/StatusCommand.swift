@@ -11,10 +11,10 @@ struct StatusCommand: AsyncParsableCommand {
 
     struct Summary: Encodable {
         var counts: [String: Int]
-        var targetMigration: String?
+        @Nullable var targetMigration: String?
         var behind: Int
         var behindTenants: [String]
-        var lastRun: FleetRunView?
+        @Nullable var lastRun: FleetRunView?
         var lastRunFailures: [FleetItemView]
     }
 

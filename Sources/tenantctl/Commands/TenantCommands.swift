@@ -94,14 +94,14 @@ struct ShowCommand: AsyncParsableCommand {
         struct Migration: Encodable {
             var filename: String
             var checksum: String
-            var appliedAt: Date?
-            var executionTimeMs: Int?
+            @Nullable var appliedAt: Date?
+            @Nullable var executionTimeMs: Int?
         }
 
         struct Event: Encodable {
             var kind: String
             var at: Date
-            var detail: String?
+            @Nullable var detail: String?
         }
 
         var tenant: TenantView

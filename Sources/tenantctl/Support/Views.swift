@@ -2,18 +2,33 @@ import Foundation
 import SchemaDB
 import Tenancy
 
-/// A tenant as `--json` prints it. Absent values are `null`, never missing keys.
+/// An optional that `--json` prints as `null` when absent, instead of leaving the key out.
+@propertyWrapper
+struct Nullable<Value: Encodable>: Encodable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(wrappedValue)
+    }
+}
+
+extension Nullable: Sendable where Value: Sendable {}
+
+/// A tenant as `--json` prints it.
 struct TenantView: Encodable {
     var slug: String
-    var displayName: String?
+    @Nullable var displayName: String?
     var schema: String
     var status: String
     var placement: String
-    var migrationLevel: String?
+    @Nullable var migrationLevel: String?
     var upToDate: Bool
     var createdAt: Date
     var updatedAt: Date
-    var lastError: String?
+    @Nullable var lastError: String?
 
     init(_ tenant: Tenant, current: MigrationLevel?) {
         slug = tenant.slug.rawValue
@@ -27,35 +42,17 @@ struct TenantView: Encodable {
         updatedAt = tenant.updatedAt
         lastError = tenant.lastError
     }
-
-    enum CodingKeys: String, CodingKey {
-        case slug, displayName, schema, status, placement, migrationLevel, upToDate, createdAt, updatedAt, lastError
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(slug, forKey: .slug)
-        try container.encode(displayName, forKey: .displayName)
-        try container.encode(schema, forKey: .schema)
-        try container.encode(status, forKey: .status)
-        try container.encode(placement, forKey: .placement)
-        try container.encode(migrationLevel, forKey: .migrationLevel)
-        try container.encode(upToDate, forKey: .upToDate)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(updatedAt, forKey: .updatedAt)
-        try container.encode(lastError, forKey: .lastError)
-    }
 }
 
 /// One tenant of a fleet run as `--json` prints it.
 struct FleetItemView: Encodable {
-    var slug: String?
+    @Nullable var slug: String?
     var schema: String
     var status: String
     var applied: [String]
-    var error: String?
+    @Nullable var error: String?
     var attempts: Int
-    var durationMs: Int?
+    @Nullable var durationMs: Int?
 
     init(_ item: FleetRunItem) {
         slug = item.slug
@@ -66,21 +63,6 @@ struct FleetItemView: Encodable {
         attempts = item.attempts
         durationMs = item.durationMilliseconds
     }
-
-    enum CodingKeys: String, CodingKey {
-        case slug, schema, status, applied, error, attempts, durationMs
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(slug, forKey: .slug)
-        try container.encode(schema, forKey: .schema)
-        try container.encode(status, forKey: .status)
-        try container.encode(applied, forKey: .applied)
-        try container.encode(error, forKey: .error)
-        try container.encode(attempts, forKey: .attempts)
-        try container.encode(durationMs, forKey: .durationMs)
-    }
 }
 
 /// A fleet run as `--json` prints it.
@@ -88,9 +70,9 @@ struct FleetRunView: Encodable {
     var runId: Int64
     var status: String
     var startedAt: Date
-    var finishedAt: Date?
-    var targetMigration: String?
-    var error: String?
+    @Nullable var finishedAt: Date?
+    @Nullable var targetMigration: String?
+    @Nullable var error: String?
     var total: Int
     var succeeded: Int
     var failed: Int
@@ -113,24 +95,6 @@ struct FleetRunView: Encodable {
         pending = run.counts.pending
         running = run.counts.running
         tenants = items?.map(FleetItemView.init)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case runId, status, startedAt, finishedAt, targetMigration, error, total, succeeded, failed, skipped, pending, running, tenants
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(runId, forKey: .runId)
-        try container.encode(status, forKey: .status)
-        try container.encode(startedAt, forKey: .startedAt)
-        try container.encode(finishedAt, forKey: .finishedAt)
-        try container.encode(targetMigration, forKey: .targetMigration)
-        try container.encode(error, forKey: .error)
-        for (key, value) in [(CodingKeys.total, total), (.succeeded, succeeded), (.failed, failed), (.skipped, skipped), (.pending, pending), (.running, running)] {
-            try container.encode(value, forKey: key)
-        }
-        try container.encodeIfPresent(tenants, forKey: .tenants)
     }
 }
 
