@@ -73,7 +73,7 @@ public final class TenantRegistry: Sendable {
             }
             sql += " ORDER BY slug LIMIT ? OFFSET ?"
             arguments += [limit ?? -1, offset]
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.tenant(from:))
+            return try Array(Row.fetchCursor(db, sql: sql, arguments: arguments).map(Self.tenant(from:)))
         }
     }
 
@@ -245,7 +245,7 @@ public final class TenantRegistry: Sendable {
 
     static func tenant(from row: Row) -> Tenant {
         Tenant(
-            id: row[0], slug: try! TenantSlug(row[1] as String), displayName: row[2], schema: row[3], placement: row[4],
+            id: row[0], slug: TenantSlug(registryValue: row[1]), displayName: row[2], schema: row[3], placement: row[4],
             state: TenantState(rawValue: row[5]) ?? .failed, migrationLevel: level(file: row[6], checksum: row[7]),
             createdAt: Date(timeIntervalSince1970: row[8]), updatedAt: Date(timeIntervalSince1970: row[9]), lastError: row[10])
     }

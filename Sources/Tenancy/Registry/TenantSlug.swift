@@ -38,6 +38,11 @@ public struct TenantSlug: Hashable, Sendable, Codable, Comparable, CustomStringC
         return nil
     }
 
+    /// A slug read back from the registry, which only ever stores validated slugs.
+    init(registryValue: String) {
+        self.rawValue = registryValue
+    }
+
     public var description: String { rawValue }
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
 
