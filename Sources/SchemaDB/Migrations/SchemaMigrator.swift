@@ -90,7 +90,6 @@ public struct SchemaMigrator: Sendable {
         }
         let db = transaction.withSchema(database.schema)
         try await acquireLock(on: db, transactionScoped: true)
-        try await limitLockWaits(db)
         let applied = try await readApplied(db, creatingTable: true)
         let pending = try plan(applied: applied)
         if let file = pending.first(where: { !$0.runsInTransaction }) {
@@ -280,11 +279,15 @@ public struct SchemaMigrator: Sendable {
         AdvisoryLockKey.make("schemadb.migrations", database.schema?.name ?? "", module)
     }
 
+    /// Takes the lock, waiting up to ``Options/lockTimeout``. Transaction-scoped, the same round
+    /// trip bounds the transaction's table-lock waits (see ``limitLockWaits(_:)``).
     private func acquireLock(on db: SchemaDatabase, transactionScoped: Bool) async throws {
-        let sql: SQLTemplate = transactionScoped ? "SELECT pg_try_advisory_xact_lock($1)" : "SELECT pg_try_advisory_lock($1)"
+        let attempt: () async throws -> Bool? = transactionScoped
+            ? { try await db.fetchValue("SELECT pg_try_advisory_xact_lock($1), set_config('lock_timeout', $2, true)", lockKey, lockTimeoutSetting, as: Bool.self) }
+            : { try await db.fetchValue("SELECT pg_try_advisory_lock($1)", lockKey, as: Bool.self) }
         let deadline = ContinuousClock.now + options.lockTimeout
         var wait = Duration.milliseconds(5)
-        while try await db.fetchValue(sql, lockKey, as: Bool.self) != true {
+        while try await attempt() != true {
             let now = ContinuousClock.now
             guard now < deadline else {
                 throw SchemaDBError(
@@ -297,10 +300,14 @@ public struct SchemaMigrator: Sendable {
         }
     }
 
-    /// Bounds each table-lock wait of the current transaction by ``Options/lockTimeout``.
+    /// Bounds each table-lock wait of the current transaction by ``Options/lockTimeout``, as
+    /// `SET LOCAL lock_timeout` does.
     private func limitLockWaits(_ transaction: SchemaDatabase) async throws {
-        try await transaction.execute(try SQLTemplate("SET LOCAL lock_timeout = \(max(1, options.lockTimeout.wholeMilliseconds))"))
+        _ = try await transaction.fetchAll("SELECT set_config('lock_timeout', $1, true)", lockTimeoutSetting)
     }
+
+    /// ``Options/lockTimeout`` in milliseconds, as `lock_timeout` takes it.
+    private var lockTimeoutSetting: String { String(max(1, options.lockTimeout.wholeMilliseconds)) }
 
     private func releaseSessionLock(on session: SchemaDatabase) async throws {
         _ = try await session.fetchAll("SELECT pg_advisory_unlock($1)", lockKey)
