@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "SchemaDBTesting", targets: ["SchemaDBTesting"]),
         .library(name: "Tenancy", targets: ["Tenancy"]),
         .executable(name: "tenantctl", targets: ["tenantctl"]),
+        .executable(name: "tenancy-bench", targets: ["tenancy-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -63,6 +64,19 @@ let package = Package(
                 "Tenancy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "CHeapStatistics"),
+        .executableTarget(
+            name: "tenancy-bench",
+            dependencies: [
+                "CHeapStatistics",
+                "SchemaDB",
+                "Tenancy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .testTarget(

@@ -109,6 +109,40 @@ public struct SchemaMigrator: Sendable {
         try plan(applied: try await readApplied(database, creatingTable: false))
     }
 
+    /// The plain SQL that applies `files` to this handle's schema in one transaction, tracking
+    /// rows included: for review before a release, or for another runner such as `psql -f`.
+    ///
+    /// The script takes no migration lock and does not check what is already applied: pass the
+    /// files ``pendingFiles()`` returns, or every file for a new schema.
+    /// - Parameter creatingSchema: Start with `CREATE SCHEMA` and the tracking table, as
+    ///   provisioning a new schema does.
+    /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidMigrationFile`` for a
+    ///   file marked `-- pgdbm:no-transaction`.
+    public func script(applying files: [MigrationFile], creatingSchema: Bool) throws -> String {
+        if let file = files.first(where: { !$0.runsInTransaction }) {
+            throw SchemaDBError(code: .invalidMigrationFile, message: "migration \(file.filename) is marked no-transaction and cannot run inside a script's transaction", schema: database.schema?.name, migrationFile: file.filename)
+        }
+        var statements = ["BEGIN"]
+        if creatingSchema {
+            if database.schema != nil { statements.append(try database.render("CREATE SCHEMA {{schema}}")) }
+            statements += try trackingTableStatements().map(database.render)
+        }
+        for file in files {
+            statements += try file.statements.map(database.render)
+        }
+        if !files.isEmpty {
+            let rows = files.map { "(\(Self.literal($0.filename)), \(Self.literal($0.checksum)), \(Self.literal(module)), 0)" }
+            statements.append(try database.render(try SQLTemplate(
+                "INSERT INTO \(trackingTemplate) (filename, checksum, module_name, execution_time_ms) VALUES " + rows.joined(separator: ", "))))
+        }
+        statements.append("COMMIT")
+        return statements.map { $0 + ";\n" }.joined()
+    }
+
+    private static func literal(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
+    }
+
     /// The schema's migrations compared with the files: applied, pending, changed and missing.
     public func status() async throws -> MigrationStatus {
         MigrationPlanner.status(files: migrations.files, applied: try await readApplied(database, creatingTable: false))
@@ -234,18 +268,10 @@ public struct SchemaMigrator: Sendable {
 
     private var trackingTemplate: String { "{{tables.\(options.trackingTable.name)}}" }
 
-    private func trackingTableExists(_ db: SchemaDatabase) async throws -> Bool {
-        let name = (db.schema.map { $0.quoted + "." } ?? "") + options.trackingTable.quoted
-        return try await db.fetchValue("SELECT to_regclass($1) IS NOT NULL", name, as: Bool.self) ?? false
-    }
-
-    /// The applied migrations of this module, and of rows written with no module (pgdbm's
-    /// legacy rows). With `creatingTable`, a missing table (and schema) is created first.
-    private func readApplied(_ db: SchemaDatabase, creatingTable: Bool) async throws -> [AppliedMigration] {
-        guard try await trackingTableExists(db) else {
-            guard creatingTable else { return [] }
-            if options.createsSchema { try await db.createSchemaIfNeeded() }
-            try await db.execute(try SQLTemplate(
+    /// Creates the tracking table and its index, pgdbm's layout.
+    private func trackingTableStatements() throws -> [SQLTemplate] {
+        [
+            try SQLTemplate(
                 """
                 CREATE TABLE IF NOT EXISTS \(trackingTemplate) (
                     id SERIAL PRIMARY KEY,
@@ -257,9 +283,24 @@ public struct SchemaMigrator: Sendable {
                     execution_time_ms INTEGER,
                     UNIQUE(filename, module_name)
                 )
-                """))
-            try await db.execute(try SQLTemplate(
-                "CREATE INDEX IF NOT EXISTS \(SQLIdentifier.quote("idx_\(options.trackingTable.name)_module")) ON \(trackingTemplate) (module_name, filename)"))
+                """),
+            try SQLTemplate(
+                "CREATE INDEX IF NOT EXISTS \(SQLIdentifier.quote("idx_\(options.trackingTable.name)_module")) ON \(trackingTemplate) (module_name, filename)"),
+        ]
+    }
+
+    private func trackingTableExists(_ db: SchemaDatabase) async throws -> Bool {
+        let name = (db.schema.map { $0.quoted + "." } ?? "") + options.trackingTable.quoted
+        return try await db.fetchValue("SELECT to_regclass($1) IS NOT NULL", name, as: Bool.self) ?? false
+    }
+
+    /// The applied migrations of this module, and of rows written with no module (pgdbm's
+    /// legacy rows). With `creatingTable`, a missing table (and schema) is created first.
+    private func readApplied(_ db: SchemaDatabase, creatingTable: Bool) async throws -> [AppliedMigration] {
+        guard try await trackingTableExists(db) else {
+            guard creatingTable else { return [] }
+            if options.createsSchema { try await db.createSchemaIfNeeded() }
+            for statement in try trackingTableStatements() { try await db.execute(statement) }
             return []
         }
         return try await db.fetchAll(

@@ -1,6 +1,6 @@
 /// Runs `body` for every element of `items`, at most `width` at a time, refilling as each
 /// finishes, and returns the results in completion order. The first error cancels the rest.
-func forEachConcurrently<Item: Sendable, Result: Sendable>(
+package func forEachConcurrently<Item: Sendable, Result: Sendable>(
     _ items: some Collection<Item>,
     width: Int,
     _ body: @escaping @Sendable (Item) async throws -> Result

@@ -1,0 +1,93 @@
+import Foundation
+import PostgresNIO
+import SchemaDB
+import Tenancy
+
+/// Scenario 3: a primary-key lookup through a tenant handle from the directory, against the
+/// same rendered SQL sent through raw postgres-nio on a `PostgresClient` of the same size.
+/// The two alternate in blocks of 500 calls (ABBA order) so both see the same machine load.
+enum QueryOverheadScenario {
+    static let blockSize = 500
+    static let accounts = 1_000
+
+    static func run(_ context: BenchContext) async throws -> ScenarioResult {
+        let connections = context.concurrency
+        let blocks = max(1, context.queryCalls / blockSize)
+        context.note("query: \(blocks * blockSize) lookups through a tenant handle and \(blocks * blockSize) through raw postgres-nio")
+        let (handle, raw) = try await context.withTenancy(
+            schemaPrefix: "bench_query_", registryPath: try context.freshRegistryPath("query"), connections: connections
+        ) { tenancy in
+            try await tenancy.create("query")
+            let db = try await tenancy.database(for: "query")
+            try await db.execute(
+                "INSERT INTO {{tables.accounts}} (email, name) SELECT 'user' || i || '@example.com', 'User ' || i FROM generate_series(1, $1::int) AS i",
+                accounts)
+            let template: SQLTemplate = "SELECT name FROM {{tables.accounts}} WHERE id = $1"
+            let rendered = try db.render(template)
+            let client = PostgresClient(configuration: try context.databaseConfig(connections: connections).makePostgresClientConfiguration(), backgroundLogger: context.logger)
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                var next = 0
+                func nextID() -> Int64 {
+                    next = next % accounts + 1
+                    return Int64(next)
+                }
+                func handleBlock() async throws -> Samples {
+                    var samples = Samples()
+                    for _ in 0..<blockSize {
+                        let id = nextID()
+                        let start = ContinuousClock.now
+                        let name = try await tenancy.database(for: "query").fetchValue(template, id, as: String.self)
+                        samples.append((ContinuousClock.now - start).microseconds)
+                        guard name != nil else { throw BenchError("account \(id) not found through the handle") }
+                    }
+                    return samples
+                }
+                func rawBlock() async throws -> Samples {
+                    var samples = Samples()
+                    for _ in 0..<blockSize {
+                        let id = nextID()
+                        let start = ContinuousClock.now
+                        var bindings = PostgresBindings(capacity: 1)
+                        bindings.append(id)
+                        var name: String?
+                        for try await value in try await client.query(PostgresQuery(unsafeSQL: rendered, binds: bindings), logger: context.logger).decode(String.self) {
+                            name = value
+                        }
+                        samples.append((ContinuousClock.now - start).microseconds)
+                        guard name != nil else { throw BenchError("account \(id) not found through postgres-nio") }
+                    }
+                    return samples
+                }
+                _ = try await handleBlock()
+                _ = try await rawBlock()
+                var handle = Samples()
+                var raw = Samples()
+                for block in 0..<blocks {
+                    if block % 2 == 0 {
+                        handle.append(contentsOf: try await handleBlock())
+                        raw.append(contentsOf: try await rawBlock())
+                    } else {
+                        raw.append(contentsOf: try await rawBlock())
+                        handle.append(contentsOf: try await handleBlock())
+                    }
+                }
+                return (handle, raw)
+            }
+        }
+        try await context.dropSchemas(prefix: "bench_query_")
+
+        var result = ScenarioResult("query")
+        result.record("calls", "lookups through each path", Double(handle.count), unit: "calls")
+        result.record("raw_mean_us", "raw postgres-nio, mean (baseline)", raw.mean, unit: "µs")
+        result.record("raw_median_us", "raw postgres-nio, median (baseline)", raw.median, unit: "µs")
+        result.record("handle_mean_us", "tenant handle, mean", handle.mean, unit: "µs")
+        result.record("handle_median_us", "tenant handle, median", handle.median, unit: "µs")
+        result.record("mean_ratio", "handle ÷ raw, mean", handle.mean / raw.mean, unit: "×")
+        result.record("median_ratio", "handle ÷ raw, median", handle.median / raw.median, unit: "×")
+        result.target("mean_ratio", .atMost, 1.03)
+        result.target("median_ratio", .atMost, 1.03)
+        return result
+    }
+}

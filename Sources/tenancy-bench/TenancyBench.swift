@@ -1,0 +1,175 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SchemaDB
+import Tenancy
+
+/// `tenancy-bench`: measures provisioning, fleet migration, query overhead, onboarding
+/// latency, the directory and the registry against baselines taken in the same run.
+/// `scripts/bench` builds it in release mode and runs it against a server of its own.
+@main
+struct TenancyBench: AsyncParsableCommand {
+    enum Scenario: String, CaseIterable, ExpressibleByArgument {
+        case provision, fleet, query, onboarding, directory, registry, scale
+
+        static let defaults: [Scenario] = [.provision, .fleet, .query, .onboarding, .directory, .registry]
+    }
+
+    static let configuration = CommandConfiguration(
+        commandName: "tenancy-bench",
+        abstract: "Benchmarks Tenancy against baselines measured in the same run.",
+        discussion: """
+            Prints a table on stderr and one JSON document on stdout. Run it through scripts/bench, \
+            which builds it in release mode and starts a durable PostgreSQL server of its own.
+            """)
+
+    @Option(name: .customLong("database-url"), help: "The server to measure (default: $DATABASE_URL). Its schemas starting with bench_ are dropped.")
+    var databaseURL: String?
+
+    @Option(help: "Tenants provisioned, migrated and onboarded by each scenario.")
+    var tenants = 200
+
+    @Option(help: "Tenants provisioned or migrated at once.")
+    var concurrency = 4
+
+    @Option(parsing: .upToNextOption, help: "Scenarios to run: \(Scenario.allCases.map(\.rawValue).joined(separator: ", ")) (default: all but scale).")
+    var scenarios: [Scenario] = []
+
+    @Flag(help: "Also run the scale scenario (10,000 tenants by default; takes minutes).")
+    var scale = false
+
+    @Option(help: "Tenants of the scale scenario.")
+    var scaleTenants = 10_000
+
+    @Option(help: "Lookups through each path in the query scenario.")
+    var queryCalls = 20_000
+
+    @Option(help: "Tenants cached in the directory scenario.")
+    var directoryTenants = 10_000
+
+    @Option(help: "Tenants in the registry scenario.")
+    var registryRows = 100_000
+
+    @Option(help: "The tenant migration set.")
+    var migrations = "tenant-migrations"
+
+    @Option(help: "The psql binary of the baselines (default: psql on PATH, then PostgreSQL 15's).")
+    var psql: String?
+
+    @Option(help: "Scratch directory for registries and SQL scripts (default: a new temporary directory).")
+    var workDir: String?
+
+    @Option(help: "Also write the JSON document to this file.")
+    var output: String?
+
+    @Option(help: "Log level of the library under test.")
+    var logLevel = "warning"
+
+    var selectedScenarios: [Scenario] {
+        let chosen = scenarios.isEmpty ? Scenario.defaults : scenarios
+        return scale && !chosen.contains(.scale) ? chosen + [.scale] : chosen
+    }
+
+    func validate() throws {
+        for (name, value) in [("tenants", tenants), ("concurrency", concurrency), ("scale-tenants", scaleTenants), ("query-calls", queryCalls),
+                              ("directory-tenants", directoryTenants), ("registry-rows", registryRows)] where value < 1 {
+            throw ValidationError("--\(name) must be at least 1, not \(value)")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard FileManager.default.fileExists(atPath: migrations) else {
+            throw ValidationError("no migration directory at \(migrations); pass --migrations")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        do {
+            try await measureAll()
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("tenancy-bench: error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    private func measureAll() async throws {
+        guard let url = databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
+            throw ValidationError("no server to measure: pass --database-url or set DATABASE_URL (scripts/bench starts one)")
+        }
+        var config = try DatabaseConfig(url: url)
+        config.retry = .none
+        let context = BenchContext(
+            databaseURL: url, databaseConfig: config, tenants: tenants, concurrency: concurrency, queryCalls: queryCalls,
+            directoryTenants: directoryTenants, registryRows: registryRows, scaleTenants: scaleTenants,
+            migrationsDirectory: URL(fileURLWithPath: migrations), workDirectory: try makeWorkDirectory(),
+            psqlPath: try resolvePSQL(), logger: Logger(label: "tenancy-bench"))
+        let server = try await serverInfo(context)
+        #if DEBUG
+        let build = "debug"
+        context.note("this is a debug build; figures from it are not comparable (scripts/bench builds in release mode)")
+        #else
+        let build = "release"
+        #endif
+
+        var results: [ScenarioResult] = []
+        for scenario in selectedScenarios {
+            switch scenario {
+            case .provision: results.append(try await ProvisionScenario.run(context))
+            case .fleet: results.append(try await FleetScenario.run(context))
+            case .query: results.append(try await QueryOverheadScenario.run(context))
+            case .onboarding: results.append(try await OnboardingScenario.run(context))
+            case .directory: results.append(try await DirectoryScenario.run(context))
+            case .registry: results.append(try await RegistryScenario.run(context))
+            case .scale: results.append(try await ScaleScenario.run(context))
+            }
+        }
+
+        let report = BenchReport(
+            date: Date(),
+            machine: .init(cores: ProcessInfo.processInfo.activeProcessorCount, memoryBytes: ProcessInfo.processInfo.physicalMemory,
+                           operatingSystem: ProcessInfo.processInfo.operatingSystemVersionString),
+            postgres: server,
+            parameters: .init(tenants: tenants, concurrency: concurrency, queryCalls: queryCalls, directoryTenants: directoryTenants,
+                              registryRows: registryRows, scaleTenants: selectedScenarios.contains(.scale) ? scaleTenants : nil,
+                              scenarios: selectedScenarios.map(\.rawValue), build: build),
+            results: results)
+        let header = "tenancy-bench: \(tenants) tenants, concurrency \(concurrency), PostgreSQL \(server.version) (fsync \(server.fsync)), \(report.machine.cores) cores, \(build) build"
+        FileHandle.standardError.write(Data(BenchReport.table(results, header: header).utf8))
+        let json = try report.json() + Data("\n".utf8)
+        FileHandle.standardOutput.write(json)
+        if let output { try json.write(to: URL(fileURLWithPath: output)) }
+    }
+
+    private func serverInfo(_ context: BenchContext) async throws -> BenchReport.Server {
+        try await context.withPool(connections: 1) { pool in
+            let db = pool.database(schema: nil)
+            let setting = { (name: String) in try await db.fetchValue("SELECT current_setting($1)", name, as: String.self) ?? "" }
+            return BenchReport.Server(version: try await setting("server_version"), fsync: try await setting("fsync"),
+                                      synchronousCommit: try await setting("synchronous_commit"))
+        }
+    }
+
+    private func makeWorkDirectory() throws -> URL {
+        let directory = workDir.map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.temporaryDirectory.appending(path: "tenancy-bench-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
+    private func resolvePSQL() throws -> String {
+        if let psql { return psql }
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/psql" }
+        for candidate in path + ["/usr/lib/postgresql/15/bin/psql"] where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        throw ValidationError("psql not found on PATH; install postgresql-client-15 or pass --psql")
+    }
+}
