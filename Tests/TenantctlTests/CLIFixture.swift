@@ -33,9 +33,12 @@ struct CLIFixture {
 
     static let accounts = "CREATE TABLE {{tables.accounts}} (id serial PRIMARY KEY, email text NOT NULL UNIQUE, balance int NOT NULL DEFAULT 0);\n"
 
-    static var binary: URL {
+    static var binary: URL { builtExecutable("tenantctl") }
+
+    /// An executable of this package, built beside the test bundle.
+    static func builtExecutable(_ name: String) -> URL {
         let tests = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
-        return tests.deletingLastPathComponent().appendingPathComponent("tenantctl")
+        return tests.deletingLastPathComponent().appendingPathComponent(name)
     }
 
     var migrationsURL: URL { directory.appendingPathComponent("tenant-migrations") }
@@ -45,9 +48,9 @@ struct CLIFixture {
         try content.write(to: migrationsURL.appendingPathComponent(name), atomically: true, encoding: .utf8)
     }
 
-    private func makeProcess(_ arguments: [String], environment extra: [String: String]) -> (Process, URL, URL) {
+    private func makeProcess(_ executable: URL, _ arguments: [String], environment extra: [String: String]) -> (Process, URL, URL) {
         let process = Process()
-        process.executableURL = Self.binary
+        process.executableURL = executable
         process.arguments = arguments
         process.currentDirectoryURL = directory
         var environment = ProcessInfo.processInfo.environment
@@ -86,8 +89,10 @@ struct CLIFixture {
         try start(arguments: arguments, environment: environment)
     }
 
-    func start(arguments: [String], environment: [String: String] = [:]) throws -> Running {
-        let (process, out, err) = makeProcess(arguments, environment: environment)
+    /// Starts `executable` (by default the built `tenantctl`) in the fixture's directory, with
+    /// the test server in `DATABASE_URL`.
+    func start(arguments: [String], environment: [String: String] = [:], executable: URL = CLIFixture.binary) throws -> Running {
+        let (process, out, err) = makeProcess(executable, arguments, environment: environment)
         let exited = AsyncStream<Int32>.makeStream()
         process.terminationHandler = { process in
             exited.continuation.yield(process.terminationStatus)

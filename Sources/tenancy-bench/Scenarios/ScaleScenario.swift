@@ -33,13 +33,15 @@ enum ScaleScenario {
         let residentAfterProvisioning = ProcessMemory.residentBytes ?? 0
 
         context.note("scale: one new file to \(count) tenants, \(concurrency) at a time")
-        let residentEarly = Mutex<Int?>(nil)
+        let early = Mutex<MemoryReading?>(nil)
+        let late = Mutex<MemoryReading?>(nil)
         let (fleet, atNewLevel) = try await context.withTenancy(schemaPrefix: prefix, registryPath: registry, migrations: next, connections: concurrency + 1) { tenancy in
             var options = FleetMigrator.Options()
             options.concurrency = concurrency
             let start = ContinuousClock.now
             let report = try await tenancy.fleet.run(.all, options: options) { progress in
-                if progress.finished == progress.total / 10 { residentEarly.withLock { $0 = ProcessMemory.residentBytes } }
+                if progress.finished == progress.total / 10 { early.withLock { $0 = MemoryReading() } }
+                if progress.finished == progress.total { late.withLock { $0 = MemoryReading() } }
             }
             let elapsed = ContinuousClock.now - start
             guard report.run.status == .completed else {
@@ -60,7 +62,11 @@ enum ScaleScenario {
         result.record("fleet_tenants_per_second", "fleet rate", Double(count) / fleet.seconds, unit: "tenants/s")
         result.record("at_new_level", "tenants at the new level (registry and schema)", Double(atNewLevel), unit: "tenants")
         result.record("resident_after_provisioning_mb", "resident memory after provisioning", megabytes(residentAfterProvisioning), unit: "MB")
-        result.record("resident_fleet_10_percent_mb", "resident memory at 10% of the fleet run", megabytes(residentEarly.withLock { $0 } ?? 0), unit: "MB")
+        let (first, last) = (early.withLock { $0 } ?? MemoryReading(), late.withLock { $0 } ?? MemoryReading())
+        result.record("heap_fleet_10_percent_mb", "heap at 10% of the fleet run", megabytes(first.heap), unit: "MB")
+        result.record("heap_fleet_last_tenant_mb", "heap when the last tenant finished", megabytes(last.heap), unit: "MB")
+        result.record("resident_fleet_10_percent_mb", "resident memory at 10% of the fleet run", megabytes(first.resident), unit: "MB")
+        result.record("resident_fleet_last_tenant_mb", "resident memory when the last tenant finished", megabytes(last.resident), unit: "MB")
         result.record("resident_after_fleet_mb", "resident memory after the fleet run", megabytes(residentAfterFleet), unit: "MB")
         result.record("peak_resident_mb", "peak resident memory of the process", megabytes(ProcessMemory.peakResidentBytes ?? 0), unit: "MB")
         result.target("at_new_level", .atLeast, Double(count))
@@ -82,6 +88,11 @@ enum ScaleScenario {
     }
 
     private struct SchemaRow: Decodable { var nspname: String }
+
+    private struct MemoryReading: Sendable {
+        var heap = ProcessMemory.allocatedBytes ?? 0
+        var resident = ProcessMemory.residentBytes ?? 0
+    }
 
     private static func emptyDirectory(_ context: BenchContext) throws -> URL {
         let directory = context.workDirectory.appending(path: "scale-empty")
