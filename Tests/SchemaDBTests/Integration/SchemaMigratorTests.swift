@@ -238,6 +238,48 @@ struct SchemaMigratorTests {
         }
     }
 
+    @Test func aScriptRunOnItsOwnLeavesTheSchemaAsApplyWould() async throws {
+        let directory = try MigrationDirectory(Self.initial)
+        defer { directory.remove() }
+        try await withTestSchema { _, db in
+            try await db.dropSchema(cascade: true)
+            let all = try directory.load().files
+            let script = try migrator(db, directory).script(applying: all, creatingSchema: true)
+            #expect(script.hasPrefix("BEGIN;\nCREATE SCHEMA \(db.schema!.quoted);\n"))
+            #expect(script.hasSuffix("COMMIT;\n"))
+            try await runScript(script, on: db)
+            let status = try await migrator(db, directory).status()
+            #expect(status.isUpToDate && status.applied.count == 2)
+            #expect(try await db.fetchValue("SELECT {{schema}}.order_count()", as: Int.self) == 0)
+
+            try directory.write("003_orders_total.sql", "ALTER TABLE {{tables.orders}} ADD COLUMN total numeric NOT NULL DEFAULT 0;")
+            let pending = try await migrator(db, directory).pendingFiles()
+            let next = try migrator(db, directory).script(applying: pending, creatingSchema: false)
+            #expect(!next.contains("CREATE"))
+            try await runScript(next, on: db)
+            let after = try await migrator(db, directory).status()
+            #expect(after.isUpToDate && after.applied == ["001_users.sql", "002_orders.sql", "003_orders_total.sql"])
+        }
+    }
+
+    @Test func aNoTransactionFileHasNoScript() async throws {
+        let directory = try MigrationDirectory(["001_index.sql": "-- pgdbm:no-transaction\nCREATE INDEX CONCURRENTLY t_v ON {{tables.t}} (v);"])
+        defer { directory.remove() }
+        try await withTestSchema { _, db in
+            #expect {
+                try migrator(db, directory).script(applying: try directory.load().files, creatingSchema: false)
+            } throws: { ($0 as? SchemaDBError)?.code == .invalidMigrationFile }
+        }
+    }
+
+    /// Runs a script's statements in order on one connection, as `psql -f` does.
+    private func runScript(_ script: String, on db: SchemaDatabase) async throws {
+        let statements = try MigrationFile(filename: "001_script.sql", content: script).statements
+        try await db.withConnection { session in
+            for statement in statements { try await session.execute(statement) }
+        }
+    }
+
     @Test func noTransactionFilesRunOutsideATransaction() async throws {
         let directory = try MigrationDirectory([
             "001_t.sql": "CREATE TABLE {{tables.t}} (id int, v text);",
