@@ -65,9 +65,14 @@ struct TenancyBench: AsyncParsableCommand {
     @Option(help: "Log level of the library under test.")
     var logLevel = "warning"
 
+    /// The scenarios to run, scale first: its peak memory must not include what the other
+    /// scenarios allocated.
     var selectedScenarios: [Scenario] {
-        let chosen = scenarios.isEmpty ? Scenario.defaults : scenarios
-        return scale && !chosen.contains(.scale) ? chosen + [.scale] : chosen
+        var chosen: [Scenario] = []
+        for scenario in (scenarios.isEmpty ? Scenario.defaults : scenarios) + (scale ? [.scale] : []) where !chosen.contains(scenario) {
+            chosen.append(scenario)
+        }
+        return chosen.filter { $0 == .scale } + chosen.filter { $0 != .scale }
     }
 
     func validate() throws {

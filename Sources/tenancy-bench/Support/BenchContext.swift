@@ -45,11 +45,7 @@ struct BenchContext: Sendable {
         directory: TenantDirectory.Configuration = .init(),
         _ body: (Tenancy) async throws -> Result
     ) async throws -> Result {
-        var configuration = Tenancy.Configuration()
-        configuration.registryPath = registryPath
-        configuration.migrationsDirectory = migrations ?? migrationsDirectory
-        configuration.provisioner.schemaPrefix = schemaPrefix
-        configuration.directory = directory
+        let configuration = tenancyConfiguration(schemaPrefix: schemaPrefix, registryPath: registryPath, migrations: migrations, directory: directory)
         let tenancy = try Tenancy(databaseConfig: databaseConfig(connections: connections), configuration: configuration, logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await tenancy.run() }
@@ -57,6 +53,16 @@ struct BenchContext: Sendable {
             try await tenancy.pool.checkConnection()
             return try await body(tenancy)
         }
+    }
+
+    /// The settings of a benchmark's `Tenancy`.
+    func tenancyConfiguration(schemaPrefix: String, registryPath: String, migrations: URL? = nil, directory: TenantDirectory.Configuration = .init()) -> Tenancy.Configuration {
+        var configuration = Tenancy.Configuration()
+        configuration.registryPath = registryPath
+        configuration.migrationsDirectory = migrations ?? migrationsDirectory
+        configuration.provisioner.schemaPrefix = schemaPrefix
+        configuration.directory = directory
+        return configuration
     }
 
     /// Runs `body` with a pool of `connections` connections.
