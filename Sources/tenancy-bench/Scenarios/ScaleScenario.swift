@@ -24,6 +24,7 @@ enum ScaleScenario {
         ])
         let next = try context.migrationSet(named: "scale-2", from: base, adding: [("002_items_note.sql", "ALTER TABLE {{tables.items}} ADD COLUMN note text;\n")])
 
+        let residentAtStart = ProcessMemory.residentBytes ?? 0
         context.note("scale: provisioning \(count) tenants, \(concurrency) at a time")
         let provisioning = try await context.withTenancy(schemaPrefix: prefix, registryPath: registry, migrations: base, connections: concurrency + 1) { tenancy in
             try await measure {
@@ -52,6 +53,8 @@ enum ScaleScenario {
         let residentAfterFleet = ProcessMemory.residentBytes ?? 0
         context.note("scale: dropping \(count) schemas")
         try await context.dropSchemas(prefix: prefix)
+        // The scenarios after this one find the catalog as compact as before it.
+        try await context.withPool(connections: 1) { pool in try await pool.database(schema: nil).execute("VACUUM FULL") }
 
         let megabytes = { (bytes: Int) in Double(bytes) / 1_048_576 }
         var result = ScenarioResult("scale")
@@ -61,6 +64,7 @@ enum ScaleScenario {
         result.record("fleet_minutes", "fleet-migrate all, concurrency \(concurrency)", fleet.seconds / 60, unit: "min")
         result.record("fleet_tenants_per_second", "fleet rate", Double(count) / fleet.seconds, unit: "tenants/s")
         result.record("at_new_level", "tenants at the new level (registry and schema)", Double(atNewLevel), unit: "tenants")
+        result.record("resident_at_start_mb", "resident memory at the start", megabytes(residentAtStart), unit: "MB")
         result.record("resident_after_provisioning_mb", "resident memory after provisioning", megabytes(residentAfterProvisioning), unit: "MB")
         let (first, last) = (early.withLock { $0 } ?? MemoryReading(), late.withLock { $0 } ?? MemoryReading())
         result.record("heap_fleet_10_percent_mb", "heap at 10% of the fleet run", megabytes(first.heap), unit: "MB")
