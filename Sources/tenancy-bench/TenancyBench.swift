@@ -65,14 +65,18 @@ struct TenancyBench: AsyncParsableCommand {
     @Option(help: "Log level of the library under test.")
     var logLevel = "warning"
 
-    /// The scenarios to run, scale first: its peak memory must not include what the other
-    /// scenarios allocated.
+    /// Set for the child process that runs the scale scenario: print its result as JSON only.
+    @Flag(help: .private)
+    var emitScenarioResults = false
+
+    /// The scenarios to run, each once, scale last: it runs in a process of its own (its peak
+    /// memory is its own) after the others (the catalog it leaves does not weigh on them).
     var selectedScenarios: [Scenario] {
         var chosen: [Scenario] = []
         for scenario in (scenarios.isEmpty ? Scenario.defaults : scenarios) + (scale ? [.scale] : []) where !chosen.contains(scenario) {
             chosen.append(scenario)
         }
-        return chosen.filter { $0 == .scale } + chosen.filter { $0 != .scale }
+        return chosen.filter { $0 != .scale } + chosen.filter { $0 == .scale }
     }
 
     func validate() throws {
@@ -133,8 +137,12 @@ struct TenancyBench: AsyncParsableCommand {
             case .onboarding: results.append(try await OnboardingScenario.run(context))
             case .directory: results.append(try await DirectoryScenario.run(context))
             case .registry: results.append(try await RegistryScenario.run(context))
-            case .scale: results.append(try await ScaleScenario.run(context))
+            case .scale: results.append(emitScenarioResults ? try await ScaleScenario.run(context) : try await runInChildProcess(.scale, context))
             }
+        }
+        if emitScenarioResults {
+            FileHandle.standardOutput.write(try JSONEncoder().encode(results))
+            return
         }
 
         let report = BenchReport(
@@ -151,6 +159,29 @@ struct TenancyBench: AsyncParsableCommand {
         let json = try report.json() + Data("\n".utf8)
         FileHandle.standardOutput.write(json)
         if let output { try json.write(to: URL(fileURLWithPath: output)) }
+    }
+
+    /// Runs `scenario` in a new process of this benchmark, so that its memory figures are its
+    /// own, and returns its result.
+    private func runInChildProcess(_ scenario: Scenario, _ context: BenchContext) async throws -> ScenarioResult {
+        let process = Process()
+        process.executableURL = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        process.arguments = [
+            "--database-url", context.databaseURL, "--migrations", migrations, "--work-dir", context.workDirectory.path,
+            "--psql", context.psqlPath, "--concurrency", String(concurrency), "--scale-tenants", String(scaleTenants),
+            "--log-level", logLevel, "--scenarios", scenario.rawValue, "--emit-scenario-results",
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        guard status == 0, let result = try? JSONDecoder().decode([ScenarioResult].self, from: data).first else {
+            throw BenchError("the \(scenario.rawValue) scenario's process exited with status \(status); its error is above")
+        }
+        return result
     }
 
     private func serverInfo(_ context: BenchContext) async throws -> BenchReport.Server {

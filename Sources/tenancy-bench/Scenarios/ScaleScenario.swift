@@ -54,7 +54,7 @@ enum ScaleScenario {
         context.note("scale: dropping \(count) schemas")
         try await context.dropSchemas(prefix: prefix)
         // The scenarios after this one find the catalog as compact as before it.
-        try await context.withPool(connections: 1) { pool in try await pool.database(schema: nil).execute("VACUUM FULL") }
+        _ = try await context.withPool(connections: 1) { pool in try await pool.database(schema: nil).execute("VACUUM FULL") }
 
         let megabytes = { (bytes: Int) in Double(bytes) / 1_048_576 }
         var result = ScenarioResult("scale")

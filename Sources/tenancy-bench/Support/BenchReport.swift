@@ -1,7 +1,7 @@
 import Foundation
 
 /// One measured figure of a scenario.
-struct Figure: Sendable {
+struct Figure: Sendable, Codable {
     /// The figure's key in the JSON report: snake case, ending with its unit.
     var key: String
     /// What the figure is, for the table.
@@ -11,8 +11,8 @@ struct Figure: Sendable {
 }
 
 /// A target of the benchmark checked against a figure of the same run.
-struct TargetCheck: Sendable, Encodable {
-    enum Direction: String, Sendable, Encodable {
+struct TargetCheck: Sendable, Codable {
+    enum Direction: String, Sendable, Codable {
         case atLeast = "at_least"
         case atMost = "at_most"
     }
@@ -26,6 +26,18 @@ struct TargetCheck: Sendable, Encodable {
 
     private enum CodingKeys: String, CodingKey { case scenario, figure, direction, limit, value, met }
 
+    init(scenario: String, figure: String, direction: Direction, limit: Double, value: Double) {
+        (self.scenario, self.figure, self.direction, self.limit, self.value) = (scenario, figure, direction, limit, value)
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            scenario: try container.decode(String.self, forKey: .scenario), figure: try container.decode(String.self, forKey: .figure),
+            direction: try container.decode(Direction.self, forKey: .direction), limit: try container.decode(Double.self, forKey: .limit),
+            value: try container.decode(Double.self, forKey: .value))
+    }
+
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(scenario, forKey: .scenario)
@@ -38,7 +50,7 @@ struct TargetCheck: Sendable, Encodable {
 }
 
 /// The figures and target checks of one scenario.
-struct ScenarioResult: Sendable {
+struct ScenarioResult: Sendable, Codable {
     let name: String
     private(set) var figures: [Figure] = []
     private(set) var targets: [TargetCheck] = []
