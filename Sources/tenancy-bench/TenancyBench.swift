@@ -56,7 +56,7 @@ struct TenancyBench: AsyncParsableCommand {
     @Option(help: "The psql binary of the baselines (default: psql on PATH, then PostgreSQL 15's).")
     var psql: String?
 
-    @Option(help: "Scratch directory for registries and SQL scripts (default: a new temporary directory).")
+    @Option(help: "Scratch directory for registries and SQL scripts, kept afterwards (default: a temporary directory, removed).")
     var workDir: String?
 
     @Option(help: "Also write the JSON document to this file.")
@@ -115,10 +115,12 @@ struct TenancyBench: AsyncParsableCommand {
         }
         var config = try DatabaseConfig(url: url)
         config.retry = .none
+        let workDirectory = try makeWorkDirectory()
+        defer { if workDir == nil { try? FileManager.default.removeItem(at: workDirectory) } }
         let context = BenchContext(
             databaseURL: url, databaseConfig: config, tenants: tenants, concurrency: concurrency, queryCalls: queryCalls,
             directoryTenants: directoryTenants, registryRows: registryRows, scaleTenants: scaleTenants,
-            migrationsDirectory: URL(fileURLWithPath: migrations), workDirectory: try makeWorkDirectory(),
+            migrationsDirectory: URL(fileURLWithPath: migrations), workDirectory: workDirectory,
             psqlPath: try resolvePSQL(), logger: Logger(label: "tenancy-bench"))
         let server = try await serverInfo(context)
         #if DEBUG
@@ -166,8 +168,9 @@ struct TenancyBench: AsyncParsableCommand {
     private func runInChildProcess(_ scenario: Scenario, _ context: BenchContext) async throws -> ScenarioResult {
         let process = Process()
         process.executableURL = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        process.environment = ProcessInfo.processInfo.environment.merging(["DATABASE_URL": context.databaseURL]) { _, url in url }
         process.arguments = [
-            "--database-url", context.databaseURL, "--migrations", migrations, "--work-dir", context.workDirectory.path,
+            "--migrations", migrations, "--work-dir", context.workDirectory.path,
             "--psql", context.psqlPath, "--concurrency", String(concurrency), "--scale-tenants", String(scaleTenants),
             "--log-level", logLevel, "--scenarios", scenario.rawValue, "--emit-scenario-results",
         ]
