@@ -87,11 +87,9 @@ enum ScaleScenario {
             SELECT n.nspname FROM pg_catalog.pg_attribute a
             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE starts_with(n.nspname, $1) AND c.relname = 'items' AND a.attname = 'note' AND NOT a.attisdropped
-            """, prefix, as: SchemaRow.self)
-        return migrated.filter { registered.contains($0.nspname) }.count
+            """, prefix, as: String.self)
+        return migrated.filter(registered.contains).count
     }
-
-    private struct SchemaRow: Decodable { var nspname: String }
 
     private struct MemoryReading: Sendable {
         var heap = ProcessMemory.allocatedBytes ?? 0

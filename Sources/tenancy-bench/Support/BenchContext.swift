@@ -96,11 +96,8 @@ struct BenchContext: Sendable {
     /// The schemas whose name starts with `prefix`, in name order.
     func schemaNames(prefix: String, in pool: DatabasePool) async throws -> [String] {
         try await pool.database(schema: nil).fetchAll(
-            "SELECT nspname FROM pg_catalog.pg_namespace WHERE starts_with(nspname, $1) ORDER BY nspname", prefix, as: SchemaRow.self
-        ).map(\.nspname)
+            "SELECT nspname FROM pg_catalog.pg_namespace WHERE starts_with(nspname, $1) ORDER BY nspname", prefix, as: String.self)
     }
-
-    private struct SchemaRow: Decodable { var nspname: String }
 
     /// Runs `psql -f file` against the server in one session, stopping at the first error.
     /// - Returns: How long psql ran.

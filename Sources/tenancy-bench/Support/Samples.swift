@@ -24,8 +24,6 @@ struct Samples: Sendable {
 
     var maximum: Double { values.max() ?? 0 }
 
-    var minimum: Double { values.min() ?? 0 }
-
     /// The nearest-rank percentile: the smallest sample with at least `percent`% of the samples
     /// at or below it.
     func percentile(_ percent: Double) -> Double {
