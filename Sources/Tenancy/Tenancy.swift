@@ -3,43 +3,69 @@ public import Logging
 public import PostgresNIO
 public import SchemaDB
 public import ServiceLifecycle
+import Synchronization
 
-/// Schema-per-tenant PostgreSQL for a SaaS backend: the registry, the provisioner and the
-/// directory of tenant handles, over ONE shared pool.
+/// Schema-per-tenant PostgreSQL for a SaaS backend: the registry, the tenants' lifecycle and
+/// the directory of tenant handles, over ONE shared pool.
 ///
-/// Build it from a ``SchemaDB/DatabaseConfig`` (it owns its pool and runs as a `Service`) or
-/// from the application's `PostgresClient` (it borrows it):
+/// Build it from a ``SchemaDB/DatabaseConfig`` (it owns its pool) or from the application's
+/// `PostgresClient` (it borrows it), and run it as a `Service`: running, it listens for the
+/// changes other processes make and evicts their tenants from its directory at once.
 ///
 /// ```swift
 /// let tenancy = try Tenancy(client: app.postgresClient, configuration: .init(), logger: logger)
 /// let acme = try await tenancy.database(for: "acme")
-/// let open = try await acme.fetchValue("SELECT count(*) FROM {{tables.invoices}} WHERE paid = false", as: Int.self)
+/// let open = try await acme.fetchValue("SELECT count(*) FROM {{tables.invoices}} WHERE paid_at IS NULL", as: Int.self)
 /// ```
+///
+/// `Tenancy` is the only way to change a tenant: every change is one conditional registry
+/// write, announced to every process.
 public final class Tenancy: Service, Sendable {
     /// Tenancy settings. Every one has a default.
     public struct Configuration: Sendable {
-        /// The registry file. Defaults to `.tenancy/registry.sqlite`.
-        public var registryPath: String = TenantRegistry.defaultPath
-        /// The tenant migration set. Defaults to `tenant-migrations`.
-        public var migrationsDirectory: URL = URL(fileURLWithPath: "tenant-migrations")
-        /// Provisioning settings.
-        public var provisioner: Provisioner.Configuration = .init()
+        /// Where the registry is. Defaults to the SQLite file `.tenancy/registry.sqlite`.
+        public var registry: RegistryLocation = .sqlite(path: TenantRegistry.defaultPath)
+        /// Create the registry when it does not exist. Defaults to `true`; a server that must
+        /// never start with an empty registry sets it to `false`.
+        public var createsRegistry: Bool = true
+        /// The tenant migration set; `nil` loads none, and the operations that need one
+        /// (onboarding, spares, fleet runs, reconcile) throw. Defaults to `tenant-migrations`.
+        public var migrationsDirectory: URL? = URL(fileURLWithPath: "tenant-migrations")
+        /// The migration module of the tenant migration set. Defaults to `tenant`.
+        public var migrationModule: String = "tenant"
+        /// The prefix of generated schema names. Defaults to `tenant_`.
+        public var schemaPrefix: String = "tenant_"
+        /// The longest wait for a schema's migration lock, and for each table lock while
+        /// migrating or dropping a schema. Defaults to 30 s.
+        public var lockTimeout: Duration = .seconds(30)
         /// Directory cache settings.
         public var directory: TenantDirectory.Configuration = .init()
+        /// Listen for other processes' changes while running (one connection of the pool).
+        /// Defaults to `true`; a short-lived tool that serves no tenant turns it off.
+        public var listensForChanges: Bool = true
 
         public init() {}
     }
 
     /// The shared pool.
     public let pool: DatabasePool
-    /// The tenant registry.
+    /// The tenant registry, for reading.
     public let registry: TenantRegistry
-    /// Creates and changes tenant schemas.
-    public let provisioner: Provisioner
     /// Cached tenant handles.
     public let directory: TenantDirectory
     /// Migrates every tenant, with a ledger in the registry.
     public let fleet: FleetMigrator
+    /// The settings.
+    public let configuration: Configuration
+    /// The tenant migration set, when one was loaded.
+    public var migrations: MigrationSet? { lifecycle.migrations?.set }
+    /// The level a fully migrated schema is at; `nil` for an empty or absent set.
+    public var currentLevel: MigrationLevel? { lifecycle.migrations?.currentLevel }
+
+    let lifecycle: TenantLifecycle
+    /// A pool of the registry's own database, owned, when the registry is in another database.
+    private let registryPool: DatabasePool?
+    private let binding: RegistryBinding
     private let logger: Logger
 
     /// Creates a `Tenancy` that owns its pool. Run it (``run()``, or in a `ServiceGroup`)
@@ -50,78 +76,162 @@ public final class Tenancy: Service, Sendable {
 
     /// Creates a `Tenancy` over the application's client, which it never runs or shuts down.
     /// - Important: `client` is owned by the caller, who must be running `client.run()`.
+    ///   While running, `Tenancy` keeps one of its connections to listen for changes.
     public convenience init(client: PostgresClient, maximumConnections: Int? = nil, configuration: Configuration = .init(), logger: Logger) throws {
         try self.init(pool: DatabasePool(borrowing: client, maximumConnections: maximumConnections, logger: logger), configuration: configuration, logger: logger)
     }
 
     /// Creates a `Tenancy` over an existing pool.
-    /// - Throws: ``TenancyError`` when the schema prefix is not a valid identifier start or the
-    ///   registry cannot be opened, or `SchemaDBError` when the migration set cannot be read.
+    /// - Throws: ``TenancyError`` when the schema prefix cannot be used, or the registry cannot
+    ///   be opened (``TenancyError/Code/registryNotFound``, ``TenancyError/Code/registryTooNew``),
+    ///   or `SchemaDBError` when the migration set cannot be read.
     public init(pool: DatabasePool, configuration: Configuration = .init(), logger: Logger) throws {
-        let prefix = configuration.provisioner.schemaPrefix
+        let prefix = configuration.schemaPrefix
         if prefix.isEmpty || prefix.utf8.count > 40 || SQLIdentifier.problem(with: prefix) != nil {
             throw TenancyError(code: .invalidArgument, message: "the schema prefix \"\(prefix.debugDescriptionEscaped)\" cannot be used; use 1 to 40 ASCII letters, digits and '_', starting with a letter or '_'")
         }
+        if configuration.listensForChanges, let limit = pool.connectionLimit, limit < 2 {
+            throw TenancyError(code: .invalidArgument, message: "listening for changes keeps one connection of the pool, and this pool has \(limit); allow at least 2 connections, or turn listening off")
+        }
         self.pool = pool
+        self.configuration = configuration
         self.logger = logger
-        self.registry = try TenantRegistry(path: configuration.registryPath)
-        let migrations = try MigrationSet(directory: configuration.migrationsDirectory)
-        self.provisioner = Provisioner(pool: pool, registry: registry, migrations: migrations, configuration: configuration.provisioner, logger: logger)
-        self.directory = TenantDirectory(pool: pool, registry: registry, configuration: configuration.directory, logger: logger)
-        self.fleet = FleetMigrator(provisioner: provisioner, logger: logger)
+        switch configuration.registry.kind {
+        case .sqlite(let path):
+            self.registryPool = nil
+            self.registry = try TenantRegistry(path: path, creatingIfMissing: configuration.createsRegistry)
+        case .postgres(let schema, nil):
+            self.registryPool = nil
+            self.registry = try TenantRegistry(pool: pool, schema: schema, creatingIfMissing: configuration.createsRegistry)
+        case .postgres(let schema, let database?):
+            let registryPool = try DatabasePool(configuration: database, logger: logger)
+            self.registryPool = registryPool
+            self.registry = try TenantRegistry(pool: registryPool, schema: schema, creatingIfMissing: configuration.createsRegistry)
+        }
+        let migrations = try configuration.migrationsDirectory.map {
+            TenantMigrations(set: try MigrationSet(directory: $0), module: configuration.migrationModule, lockTimeout: configuration.lockTimeout)
+        }
+        let binding = RegistryBinding(registry: registry, pool: pool, schemaPrefix: prefix, directoryTimeToLive: configuration.directory.timeToLive, logger: logger)
+        self.binding = binding
+        let directory = TenantDirectory(
+            pool: pool, registry: registry, configuration: configuration.directory, logger: logger,
+            expectsListener: configuration.listensForChanges, prepare: { _ = try await binding.ready() })
+        self.directory = directory
+        self.lifecycle = TenantLifecycle(
+            pool: pool, registry: registry, migrations: migrations, schemaPrefix: prefix, lockTimeout: configuration.lockTimeout,
+            logger: logger, changed: { slugs in
+                directory.invalidate(slugs)
+                await binding.announce(slugs)
+            }, ready: { _ = try await binding.ready() })
+        self.fleet = FleetMigrator(pool: pool, registry: registry, migrations: migrations, schemaPrefix: prefix, logger: logger, ready: { _ = try await binding.ready() })
     }
 
-    /// Runs an owned pool until shutdown; for a borrowed pool it only waits for shutdown.
+    /// Runs an owned pool until shutdown (a borrowed one only waits), and listens for the
+    /// registry's change announcements, evicting the tenants they name from the directory.
     public func run() async {
-        await pool.run()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.pool.run() }
+            if let registryPool { group.addTask { await registryPool.run() } }
+            if configuration.listensForChanges {
+                group.addTask { await cancelWhenGracefulShutdown { await self.listen() } }
+            }
+            await group.waitForAll()
+        }
     }
+
+    /// Opens the registry, checks that it describes this database and schema prefix (recording
+    /// them the first time), and checks the directory's time to live against the registry's
+    /// slug reuse delay. Done once; every operation waits for it.
+    /// - Throws: ``TenancyError`` with code ``TenancyError/Code/registryMismatch``,
+    ///   ``TenancyError/Code/registryNotFound``, ``TenancyError/Code/registryTooNew`` or
+    ///   ``TenancyError/Code/invalidArgument``.
+    @discardableResult
+    public func ready() async throws -> RegistryInfo {
+        try await binding.ready()
+    }
+
+    private func listen() async {
+        var pause = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                let info = try await ready()
+                let pool = (registry.store as? PostgresRegistryStore)?.pool ?? self.pool
+                await ChangeListener(pool: pool, channel: info.notificationChannel, directory: directory, logger: logger).run()
+                return
+            } catch {
+                logger.info("the registry is not ready; listening for changes will start once it is", metadata: [LoggingKeys.error: "\(error)"])
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(5))
+            }
+        }
+    }
+
+    // MARK: - Serving
 
     /// The handle of tenant `slug`, from the directory's cache.
     public func database(for slug: String) async throws -> SchemaDatabase {
         try await directory.database(for: slug)
     }
 
-    /// Onboards a tenant: claims a spare schema when one is ready, provisions one otherwise.
-    @discardableResult
-    public func create(_ slug: String, displayName: String? = nil) async throws -> Provisioner.Report {
-        let slug = try TenantSlug(slug)
-        defer { directory.invalidate(slug) }
-        return try await provisioner.onboard(slug, displayName: displayName)
+    /// The tenant with this slug, or `nil`.
+    public func tenant(_ slug: String) async throws -> Tenant? {
+        try await ready()
+        return try await registry.tenant(slug: try TenantSlug(slug))
     }
 
-    /// Suspends a tenant; its handles are refused at once in this process.
+    // MARK: - Changing tenants
+
+    /// Onboards a tenant: claims a spare schema when one is ready, provisions one otherwise.
+    /// Provisioning runs in one PostgreSQL transaction: the tenant is fully provisioned or
+    /// untouched.
+    @discardableResult
+    public func create(_ slug: String, displayName: String? = nil) async throws -> OnboardingReport {
+        try await lifecycle.create(try TenantSlug(slug), displayName: displayName)
+    }
+
+    /// Pre-provisions `count` spare schemas, `concurrency` at a time, each with the whole
+    /// migration set applied, so that onboarding claims one with no DDL.
+    /// - Returns: Every spare now waiting, oldest first.
+    @discardableResult
+    public func fillSpares(count: Int, concurrency: Int = 4) async throws -> [SpareSchema] {
+        try await lifecycle.fillSpares(count: count, concurrency: concurrency)
+    }
+
+    /// Suspends a tenant: every process refuses its handles at once.
     @discardableResult
     public func suspend(_ slug: String) async throws -> Tenant {
-        let slug = try TenantSlug(slug)
-        defer { directory.invalidate(slug) }
-        return try await provisioner.suspend(slug)
+        try await lifecycle.suspend(try TenantSlug(slug))
     }
 
     /// Resumes a suspended tenant.
     @discardableResult
     public func resume(_ slug: String) async throws -> Tenant {
-        let slug = try TenantSlug(slug)
-        defer { directory.invalidate(slug) }
-        return try await provisioner.resume(slug)
+        try await lifecycle.resume(try TenantSlug(slug))
     }
 
-    /// Drops a tenant's schema and keeps its tombstone.
+    /// Renames a tenant; its schema does not change. The old slug cannot be taken by another
+    /// tenant until the registry's ``RegistryInfo/slugReuseDelay`` has passed.
+    @discardableResult
+    public func rename(_ slug: String, to newSlug: String) async throws -> Tenant {
+        try await lifecycle.rename(try TenantSlug(slug), to: try TenantSlug(newSlug))
+    }
+
+    /// Drops a tenant's schema and keeps its tombstone. The tenant stops being served before
+    /// its schema is dropped; a drop that fails puts it back as it was.
     ///
     /// > Warning: This deletes the tenant's data; `confirmingDataLoss` must be `true`.
     @discardableResult
     public func delete(_ slug: String, confirmingDataLoss: Bool) async throws -> Tenant {
-        let slug = try TenantSlug(slug)
-        defer { directory.invalidate(slug) }
-        return try await provisioner.delete(slug, confirmingDataLoss: confirmingDataLoss)
+        try await lifecycle.delete(try TenantSlug(slug), confirmingDataLoss: confirmingDataLoss)
     }
 
-    /// Renames a tenant; its schema does not change.
-    @discardableResult
-    public func rename(_ slug: String, to newSlug: String) async throws -> Tenant {
-        let (old, new) = (try TenantSlug(slug), try TenantSlug(newSlug))
-        defer { directory.invalidate(old); directory.invalidate(new) }
-        return try await provisioner.rename(old, to: new)
+    /// Compares the registry with the database, both ways, and with `fix` repairs what is
+    /// safe. See ``ReconcileReport/Kind`` for what is found.
+    public func reconcile(fix: Bool = false, concurrency: Int = 4) async throws -> ReconcileReport {
+        try await lifecycle.reconcile(fix: fix, concurrency: concurrency)
     }
+
+    // MARK: - Migrating
 
     /// Brings every tenant and spare up to the current migration set through the fleet migrator,
     /// `concurrency` tenants at a time, waiting up to `fleetLockWait` for a run another process
@@ -151,13 +261,91 @@ public final class Tenancy: Service, Sendable {
 
     /// The tenant's applied migrations, newest first.
     public func migrationHistory(for slug: String, limit: Int = 50) async throws -> [AppliedMigration] {
-        let slug = try TenantSlug(slug)
-        guard let tenant = try await registry.tenant(slug: slug) else { throw TenancyError.notFound(slug.rawValue) }
-        guard tenant.state == .active || tenant.state == .suspended else { return [] }
+        let record = try await lifecycle.record(try TenantSlug(slug))
+        guard record.state == .active || record.state == .suspended else { return [] }
         do {
-            return try await provisioner.makeMigrator(pool.database(schema: try SQLIdentifier(tenant.schema))).history(limit: limit)
+            var options = SchemaMigrator.Options()
+            options.createsSchema = false
+            let migrations = MigrationSet(files: [])
+            return try await SchemaMigrator(database: pool.database(schema: try SQLIdentifier(record.schema)), migrations: migrations,
+                                            module: configuration.migrationModule, options: options).history(limit: limit)
         } catch {
-            throw TenancyError(code: .databaseFailed, message: "reading the migrations of tenant \"\(slug)\" failed: \(error)", slug: slug.rawValue, underlying: error)
+            throw TenancyError(code: .databaseFailed, message: "reading the migrations of tenant \"\(slug)\" failed: \(error)", slug: slug, underlying: error)
         }
+    }
+}
+
+/// Where the tenant registry is kept.
+public struct RegistryLocation: Sendable {
+    enum Kind: Sendable {
+        case sqlite(path: String)
+        case postgres(schema: String, database: DatabaseConfig?)
+    }
+
+    let kind: Kind
+
+    /// A SQLite file on this host: the embedded default, for one host.
+    public static func sqlite(path: String) -> Self { Self(kind: .sqlite(path: path)) }
+
+    /// Schema `schema` of the tenants' own database, over the same pool: every change commits
+    /// in the same transaction as its DDL. For replicas on many hosts and operators anywhere.
+    public static func postgres(schema: String = TenantRegistry.defaultSchema) -> Self { Self(kind: .postgres(schema: schema, database: nil)) }
+
+    /// Schema `schema` of another PostgreSQL database, over a pool of its own.
+    public static func postgres(_ database: DatabaseConfig, schema: String = TenantRegistry.defaultSchema) -> Self {
+        Self(kind: .postgres(schema: schema, database: database))
+    }
+}
+
+/// The check every operation waits for, done once: the registry is open, and it describes this
+/// database and schema prefix (recorded the first time).
+final class RegistryBinding: Sendable {
+    private let registry: TenantRegistry
+    private let pool: DatabasePool
+    private let schemaPrefix: String
+    private let directoryTimeToLive: Duration
+    private let logger: Logger
+    /// The registry's record once checked, and the announcer of a SQLite registry's changes.
+    private let state = Mutex<(info: RegistryInfo, announcer: ChangeAnnouncer?)?>(nil)
+
+    init(registry: TenantRegistry, pool: DatabasePool, schemaPrefix: String, directoryTimeToLive: Duration, logger: Logger) {
+        self.registry = registry
+        self.pool = pool
+        self.schemaPrefix = schemaPrefix
+        self.directoryTimeToLive = directoryTimeToLive
+        self.logger = logger
+    }
+
+    func ready() async throws -> RegistryInfo {
+        if let info = state.withLock({ $0?.info }) { return info }
+        _ = try await registry.prepared()
+        let bound = try await registry.store.bind(database: try await Self.identity(of: pool), schemaPrefix: schemaPrefix)
+        guard directoryTimeToLive < bound.slugReuseDelay else {
+            throw TenancyError(
+                code: .invalidArgument,
+                message: "the directory's time to live (\(directoryTimeToLive)) must be shorter than the registry's slug reuse delay (\(bound.slugReuseDelay)); lower it")
+        }
+        let announcer = registry.store is SQLiteRegistryStore ? ChangeAnnouncer(pool: pool, channel: bound.notificationChannel, logger: logger) : nil
+        state.withLock { $0 = (bound, announcer) }
+        return bound
+    }
+
+    /// Announces a change to `slugs` when the registry cannot do it in its own transactions.
+    func announce(_ slugs: [String]) async {
+        guard !slugs.isEmpty, let announcer = state.withLock({ $0?.announcer }) else { return }
+        await announcer.announce(Set(slugs).sorted().joined(separator: " "))
+    }
+
+    /// The server's system identifier and the database name of `pool`.
+    static func identity(of pool: DatabasePool) async throws -> DatabaseIdentity {
+        let db = pool.database(schema: nil)
+        do {
+            let row = try await db.fetchAll("SELECT system_identifier::text, current_database()::text FROM pg_control_system()").first
+            if let (system, name) = try row?.decode((String, String).self) { return DatabaseIdentity(systemIdentifier: system, databaseName: name) }
+        } catch let error as SchemaDBError where error.sqlState == "42501" {
+            // pg_control_system() is not granted to this role: the database name must do.
+        }
+        let name = try await db.fetchValue("SELECT current_database()::text", as: String.self) ?? "?"
+        return DatabaseIdentity(systemIdentifier: "unknown", databaseName: name)
     }
 }

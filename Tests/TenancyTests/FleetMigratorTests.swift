@@ -23,12 +23,13 @@ struct FleetMigratorTests {
         return try await db.fetchValue("SELECT count(*) FROM pg_constraint WHERE conname = 'balance_positive' AND connamespace = $1::regnamespace", db.schema!.name, as: Int.self) == 1
     }
 
-    @Test func migratingAllTenantsBringsTenantsSuspendedOnesAndSparesToTheNewLevel() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func migratingAllTenantsBringsTenantsSuspendedOnesAndSparesToTheNewLevel(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["a1", "b2", "c3"])
             try await tenancy.suspend("c3")
-            _ = try await tenancy.provisioner.fillSpares(count: 1)
+            _ = try await tenancy.fillSpares(count: 1)
             try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id int);")
             let released = try fixture.makeTenancy()
 
@@ -37,12 +38,12 @@ struct FleetMigratorTests {
             #expect(report.run.counts.total == 4 && report.run.counts.succeeded == 4)
             #expect(report.items.map(\.slug) == ["a1", "b2", "c3", nil])
             #expect(report.items.allSatisfy { $0.filesApplied == ["003_notes.sql"] && $0.attempts == 1 })
-            #expect(report.run.target == released.provisioner.currentLevel)
+            #expect(report.run.target == released.currentLevel)
             for tenant in try await released.registry.tenants() {
-                #expect(tenant.migrationLevel == released.provisioner.currentLevel)
+                #expect(tenant.migrationLevel == released.currentLevel)
             }
-            #expect(try await released.registry.spares().allSatisfy { $0.migrationLevel == released.provisioner.currentLevel })
-            #expect(try await released.registry.events(for: try TenantSlug("a1")).first?.kind == "migrated")
+            #expect(try await released.registry.spares().allSatisfy { $0.migrationLevel == released.currentLevel })
+            #expect(try await released.registry.events(for: try TenantSlug("a1")).first?.kind == .migrated)
 
             let again = try await released.migrateAllTenants()
             #expect(again.run.counts.skipped == 4)
@@ -50,8 +51,9 @@ struct FleetMigratorTests {
         }
     }
 
-    @Test func thePlanListsPendingFilesAndProblemsWithoutChangingAnything() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func thePlanListsPendingFilesAndProblemsWithoutChangingAnything(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["a1", "b2"])
             let b2 = try await tenancy.database(for: "b2")
@@ -69,8 +71,9 @@ struct FleetMigratorTests {
         }
     }
 
-    @Test func failedTenantsAreRolledBackTheRunGoesOnAndResumeRetriesOnlyThem() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func failedTenantsAreRolledBackTheRunGoesOnAndResumeRetriesOnlyThem(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["t1", "t2", "t3", "t4", "t5"], negative: ["t2", "t4"])
             try fixture.writeMigration("003_positive.sql", Self.positiveBalances)
@@ -86,7 +89,7 @@ struct FleetMigratorTests {
             #expect(seen.withLock { $0.map(\.finished).max() } == 5)
             for slug in ["t2", "t4"] {
                 #expect(try await hasConstraint(released, slug) == false)
-                #expect(try await released.registry.tenant(slug: try TenantSlug(slug))?.migrationLevel == tenancy.provisioner.currentLevel)
+                #expect(try await released.registry.tenant(slug: try TenantSlug(slug))?.migrationLevel == tenancy.currentLevel)
             }
             #expect(try await hasConstraint(released, "t1"))
 
@@ -102,8 +105,9 @@ struct FleetMigratorTests {
         }
     }
 
-    @Test func exceedingMaxFailuresAbortsAndLeavesTheRestPending() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func exceedingMaxFailuresAbortsAndLeavesTheRestPending(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["t1", "t2", "t3", "t4"], negative: ["t1", "t2"])
             try fixture.writeMigration("003_positive.sql", Self.positiveBalances)
@@ -117,8 +121,9 @@ struct FleetMigratorTests {
         }
     }
 
-    @Test func aFailingCanaryAbortsBeforeAnyOtherTenantIsTouched() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func aFailingCanaryAbortsBeforeAnyOtherTenantIsTouched(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["t1", "t2", "t3", "t4"], negative: ["t1"])
             try fixture.writeMigration("003_positive.sql", Self.positiveBalances)
@@ -132,11 +137,12 @@ struct FleetMigratorTests {
         }
     }
 
-    @Test func aSecondRunFailsFastWhileTheFleetLockIsHeldOrWaitsWhenAsked() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func aSecondRunFailsFastWhileTheFleetLockIsHeldOrWaitsWhenAsked(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["t1"])
-            let key = FleetMigrator.fleetLockKey(tenancy.provisioner.configuration)
+            let key = try tenancy.lifecycle.requireMigrations().fleetLockKey(schemaPrefix: fixture.schemaPrefix)
             try await fixture.pool.database(schema: nil).withConnection { holder in
                 #expect(try await holder.fetchValue("SELECT pg_try_advisory_lock($1)", key, as: Bool.self) == true)
                 await #expect { try await tenancy.fleet.run(.all) } throws: { ($0 as? TenancyError)?.code == .fleetLocked }
@@ -154,8 +160,9 @@ struct FleetMigratorTests {
         }
     }
 
-    @Test func stoppingFinishesTheTenantInFlightAndResumeCompletesTheRest() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func stoppingFinishesTheTenantInFlightAndResumeCompletesTheRest(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["t1", "t2", "t3"])
             try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id int);")
@@ -175,8 +182,9 @@ struct FleetMigratorTests {
         }
     }
 
-    @Test func aTenantWhoseTableIsLockedFailsAfterTheLockTimeoutAndTheOthersMigrate() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func aTenantWhoseTableIsLockedFailsAfterTheLockTimeoutAndTheOthersMigrate(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["t1", "t2", "t3"])
             try fixture.writeMigration("003_positive.sql", Self.positiveBalances)
@@ -192,8 +200,9 @@ struct FleetMigratorTests {
         }
     }
 
-    @Test func aRunOverNamedTenantsRefusesAnUnknownOneBeforeWritingAnything() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func aRunOverNamedTenantsRefusesAnUnknownOneBeforeWritingAnything(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["t1", "t2"])
             await #expect {
@@ -206,8 +215,9 @@ struct FleetMigratorTests {
         }
     }
 
-    @Test func migrateAllTenantsThrowsNamingTheFailedTenantsAndTheRun() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func migrateAllTenantsThrowsNamingTheFailedTenantsAndTheRun(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await onboard(tenancy, ["t1", "t2"], negative: ["t2"])
             try fixture.writeMigration("003_positive.sql", Self.positiveBalances)

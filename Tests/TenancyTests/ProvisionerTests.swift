@@ -6,24 +6,26 @@ import Testing
 
 @Suite(integration, .timeLimit(.minutes(2)))
 struct ProvisionerTests {
-    @Test func provisioningCreatesAMigratedSchemaAndRecordsItsLevel() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func provisioningCreatesAMigratedSchemaAndRecordsItsLevel(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             let report = try await tenancy.create("acme", displayName: "Acme Inc")
             #expect(report.outcome == .provisioned)
             #expect(report.appliedFiles == ["001_accounts.sql", "002_invoices.sql"])
             #expect(report.tenant.state == .active)
             #expect(report.tenant.schema.hasPrefix(fixture.schemaPrefix))
-            #expect(report.tenant.migrationLevel == tenancy.provisioner.currentLevel)
+            #expect(report.tenant.migrationLevel == tenancy.currentLevel)
             let db = try await tenancy.database(for: "acme")
             #expect(db.schema?.name == report.tenant.schema)
             #expect(try await db.tableExists("invoices"))
-            #expect(try await tenancy.registry.events(for: try TenantSlug("acme")).map(\.kind) == ["provisioned", "provisioning"])
+            #expect(try await tenancy.registry.events(for: try TenantSlug("acme")).map(\.kind) == [.provisioned, .provisioning])
         }
     }
 
-    @Test func provisioningAnActiveTenantAgainIsANoOp() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func provisioningAnActiveTenantAgainIsANoOp(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             let first = try await tenancy.create("acme")
             let second = try await tenancy.create("acme")
@@ -34,8 +36,9 @@ struct ProvisionerTests {
         }
     }
 
-    @Test func aBrokenMigrationLeavesNoSchemaAndAFailedRowThatCanBeRetried() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func aBrokenMigrationLeavesNoSchemaAndAFailedRowThatCanBeRetried(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             try fixture.writeMigration("003_broken.sql", "CREATE TABLE {{tables.ok}} (id int);\nALTER TABLE {{tables.missing}} ADD COLUMN x int;")
             let broken = try fixture.makeTenancy()
             await #expect {
@@ -59,13 +62,15 @@ struct ProvisionerTests {
         }
     }
 
-    @Test func aSchemaCommittedBeforeACrashIsAdopted() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func aSchemaCommittedBeforeACrashIsAdopted(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             let slug = try TenantSlug("acme")
             // The crash: the schema committed, the registry never heard of it.
-            let row = try await tenancy.registry.beginProvisioning(slug: slug, displayName: nil, makeSchema: { "tt_crashed_\(UInt32.random(in: 0 ... .max))" }).tenant
-            _ = try await tenancy.provisioner.createSchema(try SQLIdentifier(row.schema), slug: slug)
+            let store = try await tenancy.registry.ready()
+            let row = try await store.insert(.new(slug: "acme", displayName: nil, schema: fixture.schemaPrefix + "crashed", state: .provisioning), event: .provisioning, detail: nil)
+            try await fixture.commitSchema(row.schema, like: tenancy)
             #expect(try await tenancy.registry.tenant(slug: slug)?.state == .provisioning)
 
             let report = try await tenancy.create("acme")
@@ -73,15 +78,16 @@ struct ProvisionerTests {
             #expect(report.appliedFiles.isEmpty)
             #expect(report.tenant.state == .active)
             #expect(report.tenant.schema == row.schema)
-            #expect(report.tenant.migrationLevel == tenancy.provisioner.currentLevel)
+            #expect(report.tenant.migrationLevel == tenancy.currentLevel)
         }
     }
 
-    @Test func twoProvisionersOfOneSlugCreateOneSchema() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func twoProvisionersOfOneSlugCreateOneSchema(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             // Two Tenancy instances with their own registry connections, as two processes would have.
             let (first, second) = (try fixture.makeTenancy(), try fixture.makeTenancy())
-            let results = await withTaskGroup(of: Result<Provisioner.Report, any Error>.self) { group in
+            let results = await withTaskGroup(of: Result<OnboardingReport, any Error>.self) { group in
                 for tenancy in [first, second] {
                     group.addTask {
                         do { return .success(try await tenancy.create("acme")) } catch { return .failure(error) }
@@ -102,11 +108,12 @@ struct ProvisionerTests {
         }
     }
 
-    @Test func manySlugsProvisionConcurrently() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func manySlugsProvisionConcurrently(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             let slugs = (1...8).map { "tenant-\($0)" }
-            let outcomes = try await withThrowingTaskGroup(of: Provisioner.Report.Outcome.self) { group in
+            let outcomes = try await withThrowingTaskGroup(of: OnboardingReport.Outcome.self) { group in
                 for slug in slugs { group.addTask { try await tenancy.create(slug).outcome } }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -116,12 +123,13 @@ struct ProvisionerTests {
         }
     }
 
-    @Test func sparesAreClaimedWithoutDDLAndMigratedFirstWhenBehind() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func sparesAreClaimedWithoutDDLAndMigratedFirstWhenBehind(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
-            let spares = try await tenancy.provisioner.fillSpares(count: 3, concurrency: 2)
+            let spares = try await tenancy.fillSpares(count: 3, concurrency: 2)
             #expect(spares.count == 3)
-            #expect(spares.allSatisfy { $0.migrationLevel == tenancy.provisioner.currentLevel })
+            #expect(spares.allSatisfy { $0.migrationLevel == tenancy.currentLevel })
             let claimed = try await tenancy.create("acme")
             #expect(claimed.outcome == .claimedSpare)
             #expect(claimed.tenant.schema == spares[0].schema)
@@ -129,7 +137,7 @@ struct ProvisionerTests {
             #expect(try await tenancy.registry.spares().count == 2)
             #expect(try await fixture.existingSchemas().count == 3)
             // Topping up replaces the claimed spare.
-            #expect(try await tenancy.provisioner.fillSpares(count: 1).count == 3)
+            #expect(try await tenancy.fillSpares(count: 1).count == 3)
 
             // A release adds a file: the next spare is migrated before it is handed out.
             try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id int);")
@@ -141,8 +149,9 @@ struct ProvisionerTests {
         }
     }
 
-    @Test func lifecycleChangesAreSeenByTheDirectoryAtOnce() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func lifecycleChangesAreSeenByTheDirectoryAtOnce(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             let created = try await tenancy.create("acme")
             _ = try await tenancy.database(for: "acme")

@@ -6,8 +6,9 @@ import Testing
 
 @Suite(integration, .timeLimit(.minutes(2)))
 struct ReconcileTests {
-    @Test func reconcileFindsEveryKindOfDriftAndFixesOnlyTheSafeOnes() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func reconcileFindsEveryKindOfDriftAndFixesOnlyTheSafeOnes(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let prefix = fixture.schemaPrefix
             let tenancy = try fixture.makeTenancy()
             let admin = fixture.pool.database(schema: nil)
@@ -22,15 +23,16 @@ struct ReconcileTests {
             try await fixture.pool.database(schema: try SQLIdentifier(dropped.schema)).dropSchema(cascade: true)
             // A registry level that disagrees with the schema.
             let stale = try #require(try await registry.tenant(slug: try TenantSlug("stale")))
-            try await registry.setLevel(id: stale.id, level: MigrationLevel(lastFile: "001_accounts.sql", setChecksum: "old"), event: nil)
+            let store = try await registry.ready()
+            try await store.recordLevel(id: stale.id, level: MigrationLevel(lastFile: "001_accounts.sql", setChecksum: "old"), event: nil, detail: nil)
             // An applied file edited in one schema's tracking table.
             let edited = try #require(try await registry.tenant(slug: try TenantSlug("edited")))
             try await fixture.pool.database(schema: try SQLIdentifier(edited.schema)).execute(
                 "UPDATE {{tables.schema_migrations}} SET checksum = 'tampered' WHERE filename = '001_accounts.sql'")
             // Two crashed provisionings: one committed its schema, one did not.
-            let committed = try await registry.beginProvisioning(slug: try TenantSlug("committed"), displayName: nil, makeSchema: { prefix + "committed" }).tenant
-            _ = try await tenancy.provisioner.createSchema(try SQLIdentifier(committed.schema), slug: committed.slug)
-            _ = try await registry.beginProvisioning(slug: try TenantSlug("vanished"), displayName: nil, makeSchema: { prefix + "vanished" })
+            let committed = try await store.insert(.new(slug: "committed", displayName: nil, schema: prefix + "committed", state: .provisioning), event: .provisioning, detail: nil)
+            try await fixture.commitSchema(committed.schema, like: tenancy)
+            _ = try await store.insert(.new(slug: "vanished", displayName: nil, schema: prefix + "vanished", state: .provisioning), event: .provisioning, detail: nil)
 
             let report = try await tenancy.reconcile()
             let kinds = Dictionary(grouping: report.findings, by: \.kind).mapValues { $0.map { $0.slug ?? $0.schema }.sorted() }
@@ -48,7 +50,7 @@ struct ReconcileTests {
             #expect(fixedKinds == [.staleLevel, .stuckProvisioning])
             #expect(try await registry.tenant(slug: try TenantSlug("committed"))?.state == .active)
             #expect(try await registry.tenant(slug: try TenantSlug("vanished"))?.state == .failed)
-            #expect(try await registry.tenant(slug: try TenantSlug("stale"))?.migrationLevel == tenancy.provisioner.currentLevel)
+            #expect(try await registry.tenant(slug: try TenantSlug("stale"))?.migrationLevel == tenancy.currentLevel)
             #expect(try await tenancy.database(for: "committed").tableExists("invoices"))
             // The orphan is reported, never dropped.
             #expect(try await admin.fetchValue("SELECT count(*) FROM pg_namespace WHERE nspname = $1", orphan.name, as: Int.self) == 1)

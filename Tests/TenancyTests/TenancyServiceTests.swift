@@ -9,12 +9,13 @@ import Testing
 
 @Suite(integration, .timeLimit(.minutes(2)))
 struct TenancyServiceTests {
-    @Test func aTenancyWithItsOwnPoolServesTenantsInAServiceGroupAndStopsOnShutdown() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func aTenancyWithItsOwnPoolServesTenantsInAServiceGroupAndStopsOnShutdown(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             var configuration = Tenancy.Configuration()
-            configuration.registryPath = fixture.registryPath
+            configuration.registry = fixture.registryLocation
             configuration.migrationsDirectory = fixture.migrationsURL
-            configuration.provisioner.schemaPrefix = fixture.schemaPrefix
+            configuration.schemaPrefix = fixture.schemaPrefix
             let logger = Logger(label: "tenancy.tests", factory: { _ in SwiftLogNoOpLogHandler() })
             let tenancy = try Tenancy(databaseConfig: try TestPostgres.makeTestConfiguration(), configuration: configuration, logger: logger)
             #expect(tenancy.pool.isOwned)

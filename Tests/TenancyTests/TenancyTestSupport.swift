@@ -7,14 +7,29 @@ import Testing
 
 let integration = Testing.ConditionTrait.enabled(if: TestPostgres.isConfigured, "needs DATABASE_URL or POSTGRES_HOSTNAME")
 
-/// A tenant migration set, a registry file and a `Tenancy` over a test pool, removed afterwards
-/// together with every schema the test's tenants and spares used.
+/// The registry store a test runs against: every registry, lifecycle and directory test runs
+/// against both.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    /// A SQLite file.
+    case sqlite
+    /// A schema of the test database, on the tenants' own pool.
+    case postgres
+
+    var testDescription: String { rawValue }
+}
+
+/// A tenant migration set, a registry (a file, or a schema of the test database) and
+/// `Tenancy` instances over a test pool, removed afterwards together with every schema of the
+/// test's prefix.
 struct TenancyFixture {
     let directory: URL
     let pool: DatabasePool
+    let store: StoreKind
     /// The schema prefix of this test's tenants, unique so that tests running at once never
     /// share a fleet lock or see each other's schemas.
     let schemaPrefix = TestPostgres.makeUniqueName(prefix: "tt") + "_"
+    /// The schema of a PostgreSQL registry; it does not start with the tenant prefix.
+    let registrySchema = TestPostgres.makeUniqueName(prefix: "reg")
 
     static let migrations = [
         "001_accounts.sql": """
@@ -26,36 +41,66 @@ struct TenancyFixture {
             """,
     ]
 
+    static let silent = Logger(label: "tenancy.tests", factory: { _ in SwiftLogNoOpLogHandler() })
+
     var migrationsURL: URL { directory.appendingPathComponent("tenant-migrations") }
     var registryPath: String { directory.appendingPathComponent("registry.sqlite").path }
+
+    var registryLocation: RegistryLocation {
+        switch store {
+        case .sqlite: .sqlite(path: registryPath)
+        case .postgres: .postgres(schema: registrySchema)
+        }
+    }
 
     func writeMigration(_ name: String, _ content: String) throws {
         try content.write(to: migrationsURL.appendingPathComponent(name), atomically: true, encoding: .utf8)
     }
 
-    func makeTenancy(configure: (inout Tenancy.Configuration) -> Void = { _ in }) throws -> Tenancy {
+    /// A `Tenancy` over the test pool, as one process would have. It does not listen for
+    /// changes unless `configure` says so (and the test runs it).
+    func makeTenancy(pool: DatabasePool? = nil, configure: (inout Tenancy.Configuration) -> Void = { _ in }) throws -> Tenancy {
         var configuration = Tenancy.Configuration()
-        configuration.registryPath = registryPath
+        configuration.registry = registryLocation
         configuration.migrationsDirectory = migrationsURL
-        configuration.provisioner.schemaPrefix = schemaPrefix
+        configuration.schemaPrefix = schemaPrefix
+        configuration.listensForChanges = false
         configure(&configuration)
-        return try Tenancy(pool: pool, configuration: configuration, logger: Logger(label: "tenancy.tests", factory: { _ in SwiftLogNoOpLogHandler() }))
+        return try Tenancy(pool: pool ?? self.pool, configuration: configuration, logger: Self.silent)
     }
 
-    /// Every schema of this test's registry that exists in the database.
+    /// Another handle on this test's registry.
+    func openRegistry() throws -> TenantRegistry {
+        switch store {
+        case .sqlite: try TenantRegistry(path: registryPath)
+        case .postgres: try TenantRegistry(pool: pool, schema: registrySchema)
+        }
+    }
+
+    /// Every schema with this test's prefix.
     func existingSchemas() async throws -> [String] {
-        let registry = try TenantRegistry(path: registryPath)
-        let known = try await registry.schemaStates().map(\.schema)
-        return try await pool.database(schema: nil).fetchAll(
-            "SELECT nspname FROM pg_namespace WHERE nspname = ANY($1) ORDER BY nspname", known, as: String.self)
+        try await pool.database(schema: nil).fetchAll(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY nspname", schemaPrefix, as: String.self)
     }
 
-    static func run(_ body: (TenancyFixture) async throws -> Void) async throws {
+    /// Creates `schema` with the whole migration set as a provisioning would, behind the
+    /// registry's back: what a crash right after the commit leaves.
+    func commitSchema(_ schema: String, like tenancy: Tenancy) async throws {
+        let provisioner = Provisioner(pool: pool, migrations: try tenancy.lifecycle.requireMigrations())
+        try await pool.database(schema: nil).withTransaction { tx in _ = try await provisioner.create(try SQLIdentifier(schema), in: tx) }
+    }
+
+    /// The test's registry row of `slug`.
+    func record(_ slug: String) async throws -> TenantRecord? {
+        try await openRegistry().ready().record(slug: slug)
+    }
+
+    static func run(_ store: StoreKind = .sqlite, _ body: (TenancyFixture) async throws -> Void) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tenancy-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("tenant-migrations"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         try await TestPostgres.withPool { pool in
-            let fixture = TenancyFixture(directory: directory, pool: pool)
+            let fixture = TenancyFixture(directory: directory, pool: pool, store: store)
             for (name, content) in migrations { try fixture.writeMigration(name, content) }
             do {
                 try await body(fixture)
@@ -68,9 +113,8 @@ struct TenancyFixture {
     }
 
     private func dropSchemas() async {
-        guard let registry = try? TenantRegistry(path: registryPath), let rows = try? await registry.schemaStates() else { return }
-        for row in rows {
-            if let schema = try? SQLIdentifier(row.schema) { try? await pool.database(schema: schema).dropSchema(cascade: true) }
+        for schema in ((try? await existingSchemas()) ?? []) + [registrySchema] {
+            if let schema = try? SQLIdentifier(schema) { try? await pool.database(schema: schema).dropSchema(cascade: true) }
         }
     }
 }

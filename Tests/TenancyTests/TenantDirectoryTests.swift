@@ -8,8 +8,9 @@ import Testing
 
 @Suite(integration, .timeLimit(.minutes(2)))
 struct TenantDirectoryTests {
-    @Test func hitsComeFromTheCacheAndConcurrentMissesReadTheRegistryOnce() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func hitsComeFromTheCacheAndConcurrentMissesReadTheRegistryOnce(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             let schema = try await tenancy.create("acme").tenant.schema
             // A pool whose logger keeps metadata, to see what the handles log with.
@@ -34,8 +35,9 @@ struct TenantDirectoryTests {
         }
     }
 
-    @Test func unknownTenantsGetTheirOwnErrorAndAreNotCached() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func unknownTenantsGetTheirOwnErrorAndAreNotCached(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             for _ in 0..<3 {
                 await #expect { try await tenancy.database(for: "nobody") } throws: {
@@ -49,8 +51,9 @@ struct TenantDirectoryTests {
         }
     }
 
-    @Test func theLeastRecentlyUsedTenantIsEvicted() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func theLeastRecentlyUsedTenantIsEvicted(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             for slug in ["t1", "t2", "t3"] { _ = try await tenancy.create(slug) }
             var configuration = TenantDirectory.Configuration()
@@ -71,8 +74,9 @@ struct TenantDirectoryTests {
         }
     }
 
-    @Test func changesByAnotherProcessAreSeenAfterTheTimeToLive() async throws {
-        try await TenancyFixture.run { fixture in
+    @Test(arguments: StoreKind.allCases)
+    func changesByAnotherProcessAreSeenAfterTheTimeToLive(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
             let server = try fixture.makeTenancy { $0.directory.timeToLive = .seconds(2) }
             let operatorProcess = try fixture.makeTenancy()
             _ = try await operatorProcess.create("acme")

@@ -6,6 +6,16 @@ import Testing
 
 let integration = Testing.ConditionTrait.enabled(if: TestPostgres.isConfigured, "needs DATABASE_URL or POSTGRES_HOSTNAME")
 
+/// The registry a CLI test runs against: every CLI test that touches the registry runs against both.
+enum RegistryKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    /// `.tenancy/registry.sqlite` in the working directory.
+    case sqlite
+    /// A schema of the test database, named by `TENANCY_REGISTRY` (a URL) and `TENANCY_REGISTRY_SCHEMA`.
+    case postgres
+
+    var testDescription: String { rawValue }
+}
+
 /// What one `tenantctl` invocation printed and how it exited.
 struct CLIResult {
     var status: Int32
@@ -30,6 +40,9 @@ struct CLIFixture {
     let schemaPrefix: String
     let pool: DatabasePool
     let databaseURL: String
+    let registry: RegistryKind
+    /// The schema of a PostgreSQL registry; it does not start with the tenant prefix.
+    let registrySchema = TestPostgres.makeUniqueName(prefix: "reg")
 
     static let accounts = "CREATE TABLE {{tables.accounts}} (id serial PRIMARY KEY, email text NOT NULL UNIQUE, balance int NOT NULL DEFAULT 0);\n"
 
@@ -57,6 +70,10 @@ struct CLIFixture {
         for key in environment.keys where key.hasPrefix("PG") || key.hasPrefix("TENANCY_") || key.hasPrefix("POSTGRES_") { environment[key] = nil }
         environment["DATABASE_URL"] = databaseURL
         environment["TENANCY_SCHEMA_PREFIX"] = schemaPrefix
+        if registry == .postgres {
+            environment["TENANCY_REGISTRY"] = databaseURL
+            environment["TENANCY_REGISTRY_SCHEMA"] = registrySchema
+        }
         for (key, value) in extra { environment[key] = value }
         process.environment = environment
         let id = UUID().uuidString
@@ -125,7 +142,8 @@ struct CLIFixture {
         try await pool.database(schema: nil).fetchAll("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY 1", schemaPrefix, as: String.self)
     }
 
-    static func run(_ body: (CLIFixture) async throws -> Void) async throws {
+    /// Runs `body` in a fresh working directory, after `tenantctl init` unless `initialized` is `false`.
+    static func run(_ registry: RegistryKind = .sqlite, initialized: Bool = true, _ body: (CLIFixture) async throws -> Void) async throws {
         let binary = Self.binary
         try #require(FileManager.default.isExecutableFile(atPath: binary.path), "no tenantctl at \(binary.path); build it with swift build --build-tests")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tenantctl-\(UUID().uuidString)")
@@ -134,9 +152,10 @@ struct CLIFixture {
         let config = try TestPostgres.makeTestConfiguration()
         try await TestPostgres.withPool { pool in
             let fixture = CLIFixture(directory: directory, schemaPrefix: TestPostgres.makeUniqueName(prefix: "e2e") + "_", pool: pool,
-                                     databaseURL: config.url(maskingPassword: false))
+                                     databaseURL: config.url(maskingPassword: false), registry: registry)
             try fixture.writeMigration("001_accounts.sql", accounts)
             do {
+                if initialized { _ = try await fixture.json("init") }
                 try await body(fixture)
             } catch {
                 await fixture.dropSchemas()
@@ -147,7 +166,7 @@ struct CLIFixture {
     }
 
     private func dropSchemas() async {
-        for schema in (try? await schemas()) ?? [] {
+        for schema in ((try? await schemas()) ?? []) + [registrySchema] {
             if let schema = try? SQLIdentifier(schema) { try? await pool.database(schema: schema).dropSchema(cascade: true) }
         }
     }

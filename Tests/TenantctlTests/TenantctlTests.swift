@@ -23,8 +23,9 @@ struct TenantctlTests {
         document["tenants"] as? [[String: Any]] ?? []
     }
 
-    @Test func onboardingListingAndShowingPrintTheDocumentedJSON() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func onboardingListingAndShowingPrintTheDocumentedJSON(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             let settings = try await cli.json("init")
             #expect(settings["migration_files"] as? Int == 1)
             #expect(settings["schema_prefix"] as? String == cli.schemaPrefix)
@@ -54,8 +55,9 @@ struct TenantctlTests {
         }
     }
 
-    @Test func lifecycleCommandsAndDropRefusals() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func lifecycleCommandsAndDropRefusals(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             try await onboard(cli, ["acme"])
             let schema = try await cli.schema(of: "acme")
             #expect(try await cli.json("suspend", "acme")["status"] as? String == "suspended")
@@ -78,7 +80,7 @@ struct TenantctlTests {
 
     @Test(arguments: ["Robert'); DROP SCHEMA public CASCADE;--", "ÄCME", "a", String(repeating: "x", count: 51), "public", "pg-catalog", "acme-"])
     func hostileSlugsExitTwoAndWriteNothing(slug: String) async throws {
-        try await CLIFixture.run { cli in
+        try await CLIFixture.run(initialized: false) { cli in
             let result = try await cli.run("create", slug, "--json")
             #expect(result.status == 2)
             #expect(result.stderr.hasPrefix("error: invalid tenant slug"))
@@ -89,8 +91,9 @@ struct TenantctlTests {
         }
     }
 
-    @Test func badSettingsGetOneLineErrorsWithoutPasswords() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func badSettingsGetOneLineErrorsWithoutPasswords(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             let badURL = try await cli.run("init", "--database-url", "mysql://root:hunter2@db/x")
             #expect(badURL.status == 2)
             #expect(!badURL.stderr.contains("hunter2"))
@@ -119,8 +122,9 @@ struct TenantctlTests {
         }
     }
 
-    @Test func aFleetRunWhereSomeTenantsFailExitsThreeAndResumesAfterTheFix() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func aFleetRunWhereSomeTenantsFailExitsThreeAndResumesAfterTheFix(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             let slugs = (1...12).map { "t\($0)" }
             try await onboard(cli, slugs, negative: ["t4", "t9"])
             try cli.writeMigration("002_positive.sql", Self.positiveBalances)
@@ -165,8 +169,9 @@ struct TenantctlTests {
         }
     }
 
-    @Test func maxFailuresAndCanaryAbortTheRunWithExitThree() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func maxFailuresAndCanaryAbortTheRunWithExitThree(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             try await onboard(cli, ["t1", "t2", "t3", "t4", "t5"], negative: ["t1", "t3"])
             try cli.writeMigration("002_positive.sql", Self.positiveBalances)
 
@@ -184,8 +189,9 @@ struct TenantctlTests {
         }
     }
 
-    @Test func aKilledRunIsResumedWithoutRedoingFinishedTenants() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func aKilledRunIsResumedWithoutRedoingFinishedTenants(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             let slugs = (1...6).map { "t\($0)" }
             try await onboard(cli, slugs)
             try cli.writeMigration("002_slow.sql", "ALTER TABLE {{tables.accounts}} ADD COLUMN note text;\nSELECT pg_sleep(0.4);\n")
@@ -217,8 +223,9 @@ struct TenantctlTests {
         }
     }
 
-    @Test func sigintFinishesTheTenantsInFlightAndPrintsTheRunToResume() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func sigintFinishesTheTenantsInFlightAndPrintsTheRunToResume(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             try await onboard(cli, (1...5).map { "t\($0)" })
             try cli.writeMigration("002_slow.sql", "ALTER TABLE {{tables.accounts}} ADD COLUMN note text;\nSELECT pg_sleep(0.4);\n")
             let running = try cli.start("migrate", "--all", "--concurrency", "1", "--json")
@@ -237,10 +244,11 @@ struct TenantctlTests {
         }
     }
 
-    @Test func aSecondConcurrentFleetRunExitsFour() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func aSecondConcurrentFleetRunExitsFour(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             try await onboard(cli, ["t1", "t2", "t3"])
-            try cli.writeMigration("002_slow.sql", "SELECT pg_sleep(0.5);\n")
+            try cli.writeMigration("002_slow.sql", "SELECT pg_sleep(1.5);\n")
             let first = try cli.start("migrate", "--all", "--concurrency", "1")
             for _ in 0..<100 {
                 try await Task.sleep(for: .milliseconds(100))
@@ -253,8 +261,9 @@ struct TenantctlTests {
         }
     }
 
-    @Test func doctorFindsAnOrphanSchemaAndATenantWhoseSchemaWasDropped() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func doctorFindsAnOrphanSchemaAndATenantWhoseSchemaWasDropped(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             try await onboard(cli, ["acme", "beta"])
             let orphan = try SQLIdentifier(cli.schemaPrefix + "orphan")
             try await cli.pool.database(schema: orphan).createSchemaIfNeeded()
@@ -269,8 +278,9 @@ struct TenantctlTests {
         }
     }
 
-    @Test func theRepositoryExampleMigrationsProvisionATenantThatServesQueries() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func theRepositoryExampleMigrationsProvisionATenantThatServesQueries(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             let examples = repository.appendingPathComponent("tenant-migrations").path
             let created = try await cli.json("create", "acme", "--migrations", examples)
@@ -283,8 +293,9 @@ struct TenantctlTests {
         }
     }
 
-    @Test func sparesAreFilledAndClaimedAndNewMigrationsAreNumbered() async throws {
-        try await CLIFixture.run { cli in
+    @Test(arguments: RegistryKind.allCases)
+    func sparesAreFilledAndClaimedAndNewMigrationsAreNumbered(registry: RegistryKind) async throws {
+        try await CLIFixture.run(registry) { cli in
             let filled = try #require(try await cli.run("spares", "fill", "2", "--json").json() as? [[String: Any]])
             #expect(filled.count == 2)
             let created = try await cli.json("create", "acme")

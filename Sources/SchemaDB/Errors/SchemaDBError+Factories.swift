@@ -29,7 +29,7 @@ extension SchemaDBError {
 
     /// Wraps any error thrown while running `sql` in `schema`. `SchemaDBError` and
     /// `CancellationError` pass through unchanged.
-    static func wrapping(
+    package static func wrapping(
         _ error: any Error, sql: String?, schema: SQLIdentifier?, migrationFile: String? = nil,
         file: String = #fileID, line: Int = #line
     ) -> any Error {

@@ -73,7 +73,7 @@ extension PostgresQuery.StringInterpolation {
 extension SQLIdentifier {
     /// Double-quotes a name built from validated parts (such as an index name derived from a
     /// table name), doubling any embedded quote.
-    static func quote(_ name: String) -> String {
+    package static func quote(_ name: String) -> String {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 }

@@ -289,9 +289,11 @@ public struct SchemaMigrator: Sendable {
         ]
     }
 
+    /// Reads `pg_class` rather than calling `to_regclass`: a name lookup can answer from the
+    /// session's catalog cache, which in a transaction that began before another runner
+    /// committed the table still says it does not exist.
     private func trackingTableExists(_ db: SchemaDatabase) async throws -> Bool {
-        let name = (db.schema.map { $0.quoted + "." } ?? "") + options.trackingTable.quoted
-        return try await db.fetchValue("SELECT to_regclass($1) IS NOT NULL", name, as: Bool.self) ?? false
+        try await db.tableExists(options.trackingTable.name)
     }
 
     /// The applied migrations of this module, and of rows written with no module (pgdbm's

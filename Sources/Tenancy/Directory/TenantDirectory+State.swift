@@ -58,10 +58,12 @@ extension TenantDirectory {
 
         /// Caches a successful load and returns the waiters to resume (outside the lock). A load
         /// invalidated while in flight is handed to its waiters but not cached.
-        mutating func finishLoading(_ slug: String, result: Result<Entry, any Error>, now: ContinuousClock.Instant) -> [CheckedContinuation<Entry?, any Error>] {
+        /// - Parameter startedAt: When the load began to read the registry: the entry's age
+        ///   counts from then, since the registry may have changed right after.
+        mutating func finishLoading(_ slug: String, result: Result<Entry, any Error>, startedAt: ContinuousClock.Instant) -> [CheckedContinuation<Entry?, any Error>] {
             guard let waiters = loading.removeValue(forKey: slug) else { return [] }
             let invalidated = invalidatedWhileLoading.remove(slug) != nil
-            if case .success(let entry) = result, !invalidated { insert(slug, entry, now: now) }
+            if case .success(let entry) = result, !invalidated { insert(slug, entry, now: startedAt) }
             return waiters
         }
 

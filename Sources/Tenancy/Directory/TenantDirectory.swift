@@ -6,17 +6,31 @@ import Synchronization
 /// Hands out tenant-scoped database handles, all over the one shared pool.
 ///
 /// Handles are kept in a bounded LRU cache. Concurrent misses for one tenant read the registry
-/// once (single flight). Changes made through this process invalidate entries at once; changes
-/// made by other processes are seen once an entry is older than
-/// ``Configuration/timeToLive``. A hit takes one lock and a dictionary lookup: no allocation of a
-/// pool or connection, ever.
+/// once (single flight). A hit takes one lock and a dictionary lookup: no allocation of a pool
+/// or connection, ever.
+///
+/// Entries stay fresh in three ways:
+/// - a change made through this process evicts its slugs at once;
+/// - a change made by any other process is announced with PostgreSQL `NOTIFY`, and the
+///   ``Tenancy`` service listening for it evicts at once;
+/// - every entry expires after ``Configuration/timeToLive``, the last safety net, or after
+///   ``Configuration/unconfirmedTimeToLive`` while no listener is connected.
+///
+/// A slug never reaches another tenant's schema: a slug given up by a rename cannot be taken
+/// by another tenant until ``RegistryInfo/slugReuseDelay`` has passed, which is longer than any
+/// entry lives, so no cache anywhere can still hold the old tenant under it.
 public final class TenantDirectory: Sendable {
     /// Directory settings. Every one has a default.
     public struct Configuration: Sendable {
         /// The most tenants cached. Defaults to `10_000`.
         public var capacity: Int = 10_000
-        /// How long an entry is trusted before the registry is read again. Defaults to 30 s.
+        /// How long an entry is trusted before the registry is read again, when no change
+        /// announcement evicted it first. Defaults to 30 s; it must be shorter than the
+        /// registry's ``RegistryInfo/slugReuseDelay``.
         public var timeToLive: Duration = .seconds(30)
+        /// How long an entry is trusted while the ``Tenancy`` service is not (yet, or no
+        /// longer) listening for change announcements. Defaults to 1 s.
+        public var unconfirmedTimeToLive: Duration = .seconds(1)
 
         public init() {}
     }
@@ -34,21 +48,39 @@ public final class TenantDirectory: Sendable {
         case unavailable(TenancyError)
     }
 
+    /// Whether change announcements reach this directory.
+    enum ListenerState: UInt8, AtomicRepresentable {
+        /// No listener was asked for: entries live ``Configuration/timeToLive``.
+        case notExpected
+        /// A listener is connected.
+        case listening
+        /// A listener was asked for and is not connected.
+        case down
+    }
+
     private let pool: DatabasePool
     private let registry: TenantRegistry
     private let configuration: Configuration
     private let logger: Logger
+    private let prepare: @Sendable () async throws -> Void
     private let state: Mutex<State>
+    private let listener: Atomic<ListenerState>
     private let hitCounter = Counter(label: "tenancy_directory_hits")
     private let missCounter = Counter(label: "tenancy_directory_misses")
 
-    /// Creates a directory over `pool` and `registry`.
-    public init(pool: DatabasePool, registry: TenantRegistry, configuration: Configuration = .init(), logger: Logger) {
+    /// - Parameters:
+    ///   - expectsListener: Whether a ``ChangeListener`` will keep the directory in step; until
+    ///     it listens, entries live ``Configuration/unconfirmedTimeToLive``.
+    ///   - prepare: Checks the registry before the first load.
+    init(pool: DatabasePool, registry: TenantRegistry, configuration: Configuration = .init(), logger: Logger,
+         expectsListener: Bool = false, prepare: (@Sendable () async throws -> Void)? = nil) {
         self.pool = pool
         self.registry = registry
         self.configuration = configuration
         self.logger = logger
+        self.prepare = prepare ?? { _ = try await registry.prepared() }
         self.state = Mutex(State(capacity: max(1, configuration.capacity)))
+        self.listener = Atomic(expectsListener ? .down : .notExpected)
     }
 
     /// The handle of the tenant `slug`.
@@ -66,7 +98,7 @@ public final class TenantDirectory: Sendable {
         var attempts = 0
         while true {
             let now = ContinuousClock.now
-            let decision = state.withLock { $0.decide(slug.rawValue, now: now, timeToLive: configuration.timeToLive) }
+            let decision = state.withLock { $0.decide(slug.rawValue, now: now, timeToLive: timeToLive) }
             switch decision {
             case .hit(let entry):
                 hitCounter.increment()
@@ -75,7 +107,7 @@ public final class TenantDirectory: Sendable {
                 missCounter.increment()
                 let result: Result<Entry, any Error>
                 do { result = .success(try await load(slug)) } catch { result = .failure(error) }
-                let waiters = state.withLock { $0.finishLoading(slug.rawValue, result: result, now: ContinuousClock.now) }
+                let waiters = state.withLock { $0.finishLoading(slug.rawValue, result: result, startedAt: now) }
                 for waiter in waiters { waiter.resume(with: result.map(Optional.some)) }
                 return try result.get().handle()
             case .wait:
@@ -90,25 +122,54 @@ public final class TenantDirectory: Sendable {
         }
     }
 
-    /// Forgets the cached handle of `slug`, so the next request reads the registry.
-    public func invalidate(_ slug: TenantSlug) {
-        state.withLock { $0.remove(slug.rawValue) }
-    }
-
-    /// Forgets every cached handle.
-    public func invalidateAll() {
-        state.withLock { $0.removeAll() }
-    }
+    /// Whether change announcements from other processes reach this directory now.
+    public var isListeningForChanges: Bool { listener.load(ordering: .relaxed) == .listening }
 
     /// Cache counters.
     public var statistics: Statistics {
         state.withLock { Statistics(hits: $0.hits, misses: $0.misses, evictions: $0.evictions, cached: $0.index.count) }
     }
 
+    // MARK: - Invalidation
+
+    /// Forgets the cached handles of `slugs`, so the next request reads the registry.
+    func invalidate(_ slugs: [String]) {
+        state.withLock { state in
+            for slug in slugs { state.remove(slug) }
+        }
+    }
+
+    /// Forgets every cached handle.
+    func invalidateAll() {
+        state.withLock { $0.removeAll() }
+    }
+
+    /// Evicts what a change announcement names.
+    func apply(announcement payload: String) {
+        if let slugs = ChangeAnnouncement.slugs(in: payload) { invalidate(slugs) } else { invalidateAll() }
+    }
+
+    /// The listener is connected: what was cached before may have missed announcements.
+    func listenerStarted() {
+        invalidateAll()
+        listener.store(.listening, ordering: .relaxed)
+    }
+
+    /// The listener lost its connection: announcements may be missed from now on.
+    func listenerStopped() {
+        listener.store(.down, ordering: .relaxed)
+        invalidateAll()
+    }
+
+    private var timeToLive: Duration {
+        listener.load(ordering: .relaxed) == .down ? min(configuration.timeToLive, configuration.unconfirmedTimeToLive) : configuration.timeToLive
+    }
+
     private func cachedEntry(_ slug: String) -> Entry? {
         let now = ContinuousClock.now
+        let timeToLive = self.timeToLive
         let entry: Entry? = state.withLock { state in
-            guard case .hit(let entry) = state.peek(slug, now: now, timeToLive: configuration.timeToLive) else { return nil }
+            guard case .hit(let entry) = state.peek(slug, now: now, timeToLive: timeToLive) else { return nil }
             return entry
         }
         if entry != nil { hitCounter.increment() }
@@ -116,16 +177,20 @@ public final class TenantDirectory: Sendable {
     }
 
     private func load(_ slug: TenantSlug) async throws -> Entry {
-        guard let tenant = try await registry.tenant(slug: slug) else { throw TenancyError.notFound(slug.rawValue) }
+        try await prepare()
+        guard let record = try await registry.store.record(slug: slug.rawValue), let tenant = record.tenant else {
+            throw TenancyError.notFound(slug.rawValue)
+        }
         switch tenant.state {
         case .active:
             var db = pool.database(schema: try SQLIdentifier(tenant.schema))
             db.logger[metadataKey: TenancyLoggingKeys.tenantSlug] = "\(slug)"
+            db.logger[metadataKey: TenancyLoggingKeys.tenantID] = "\(tenant.id)"
             db.logger[metadataKey: TenancyLoggingKeys.tenantSchema] = "\(tenant.schema)"
             return .active(db)
         case .suspended:
             return .unavailable(TenancyError(code: .tenantSuspended, message: "tenant \"\(slug)\" is suspended; resume it to serve it again", slug: slug.rawValue))
-        case .deleted:
+        case .deleting, .deleted:
             return .unavailable(TenancyError(code: .tenantDeleted, message: "tenant \"\(slug)\" was deleted", slug: slug.rawValue))
         case .provisioning:
             return .unavailable(TenancyError(code: .provisioningInProgress, message: "tenant \"\(slug)\" is still being provisioned; try again shortly", slug: slug.rawValue))

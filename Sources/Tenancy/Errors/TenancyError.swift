@@ -6,9 +6,10 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
     /// What went wrong. New codes may be added in minor releases.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
-            case invalidSlug, tenantNotFound, tenantSuspended, tenantDeleted, slugTaken
-            case provisioningInProgress, provisioningFailed, illegalTransition, confirmationRequired
-            case registryFailed, registryBusy, databaseFailed, migrationFailed
+            case invalidSlug, tenantNotFound, tenantSuspended, tenantDeleted, slugTaken, slugRecentlyReleased
+            case provisioningInProgress, provisioningFailed, illegalTransition, concurrentChange, confirmationRequired
+            case registryFailed, registryBusy, registryNotFound, registryTooNew, registryMismatch
+            case databaseFailed, migrationFailed, migrationSetUnavailable
             case fleetLocked, fleetRunNotFound, invalidArgument
         }
         private let base: Base
@@ -24,22 +25,36 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
         public static let tenantDeleted = Self(.tenantDeleted)
         /// Another tenant has this slug.
         public static let slugTaken = Self(.slugTaken)
+        /// Another tenant gave this slug up by a rename moments ago; it is free again once no
+        /// directory can still route it to that tenant (``RegistryInfo/slugReuseDelay``).
+        public static let slugRecentlyReleased = Self(.slugRecentlyReleased)
         /// Another process is provisioning this tenant right now.
         public static let provisioningInProgress = Self(.provisioningInProgress)
         /// Provisioning failed and was rolled back; the tenant is `failed`.
         public static let provisioningFailed = Self(.provisioningFailed)
         /// The lifecycle does not allow this change of state.
         public static let illegalTransition = Self(.illegalTransition)
+        /// Another process changed the tenant between the read and the write; nothing was
+        /// written. Read it again and retry.
+        public static let concurrentChange = Self(.concurrentChange)
         /// A destructive operation was called without confirmation.
         public static let confirmationRequired = Self(.confirmationRequired)
         /// The registry file cannot be opened, migrated, read or written.
         public static let registryFailed = Self(.registryFailed)
         /// The registry stayed locked by another process for too long.
         public static let registryBusy = Self(.registryBusy)
+        /// There is no registry where one was expected, and creating one was not asked for.
+        public static let registryNotFound = Self(.registryNotFound)
+        /// A newer version of Tenancy wrote the registry.
+        public static let registryTooNew = Self(.registryTooNew)
+        /// The registry describes another database or schema prefix than the one in use.
+        public static let registryMismatch = Self(.registryMismatch)
         /// A PostgreSQL operation failed; see ``TenancyError/underlying``.
         public static let databaseFailed = Self(.databaseFailed)
         /// Migrating a tenant's schema failed; see ``TenancyError/underlying``.
         public static let migrationFailed = Self(.migrationFailed)
+        /// The operation needs the tenant migration set, and none was loaded.
+        public static let migrationSetUnavailable = Self(.migrationSetUnavailable)
         /// Another fleet run holds the fleet lock of this database.
         public static let fleetLocked = Self(.fleetLocked)
         /// The registry has no fleet run with this id.
@@ -90,8 +105,24 @@ extension TenancyError {
         Self(code: .tenantNotFound, message: "no tenant \"\(slug)\"; check the slug or create the tenant first", slug: slug)
     }
 
-    static func registry(_ action: String, _ error: any Error) -> Self {
-        Self(code: .registryFailed, message: "the tenant registry could not \(action): \(error)", underlying: error)
+    static func slugTaken(_ slug: String, by holder: TenantRecord) -> Self {
+        Self(code: .slugTaken, message: "tenant \"\(slug)\" already exists (\(holder.state.rawValue)); choose another slug", slug: slug)
+    }
+
+    static func slugRecentlyReleased(_ slug: String, availableIn wait: Duration) -> Self {
+        let seconds = max(1, (wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+        return Self(
+            code: .slugRecentlyReleased,
+            message: "the slug \"\(slug)\" was given up by another tenant's rename moments ago and is free again in \(seconds) s, once no server can still route it to that tenant; wait, or choose another slug",
+            slug: slug)
+    }
+
+    static func concurrentChange(_ record: TenantRecord, now current: TenantRecord?) -> Self {
+        let what = current.map { "it is now \($0.state.rawValue)" + ($0.slug != record.slug ? ($0.slug.map { " as \"\($0)\"" } ?? "") : "") } ?? "it is gone"
+        return Self(
+            code: .concurrentChange,
+            message: "\(record.name) was changed by another process while this change was made (\(what)); nothing was written, look at it again and retry",
+            slug: record.slug)
     }
 }
 

@@ -44,36 +44,49 @@ public struct FleetMigrator: Sendable {
         public init() {}
     }
 
-    /// The provisioner whose migration set, pool and registry the fleet uses.
-    public let provisioner: Provisioner
+    private let pool: DatabasePool
+    private let registry: TenantRegistry
+    private let migrations: TenantMigrations?
+    private let schemaPrefix: String
+    private let ready: @Sendable () async throws -> Void
     private let logger: Logger
     private let migratedCounter = Counter(label: "tenancy_fleet_tenants_migrated")
     private let failedCounter = Counter(label: "tenancy_fleet_tenants_failed")
     private let tenantTimer = Metrics.Timer(label: "tenancy_fleet_tenant_duration")
 
-    public init(provisioner: Provisioner, logger: Logger) {
-        self.provisioner = provisioner
+    init(pool: DatabasePool, registry: TenantRegistry, migrations: TenantMigrations?, schemaPrefix: String, logger: Logger,
+         ready: @escaping @Sendable () async throws -> Void) {
+        self.pool = pool
+        self.registry = registry
+        self.migrations = migrations
+        self.schemaPrefix = schemaPrefix
         self.logger = logger
+        self.ready = ready
     }
 
-    private var registry: TenantRegistry { provisioner.registry }
-    private var pool: DatabasePool { provisioner.pool }
+    private func requireMigrations() throws -> TenantMigrations {
+        guard let migrations else {
+            throw TenancyError(code: .migrationSetUnavailable, message: "a fleet run needs the tenant migration set, and none was loaded; set the migrations directory")
+        }
+        return migrations
+    }
 
     // MARK: - Plan
 
     /// Which files a run would apply to each tenant, read from each schema's tracking table,
     /// without changing anything.
     public func plan(_ selection: Selection, concurrency: Int = 4) async throws -> FleetPlan {
+        let migrations = try requireMigrations()
         let candidates = try await candidates(selection)
         let width = max(1, min(concurrency, pool.connectionLimit ?? concurrency))
         var entries = try await forEachConcurrently(candidates.enumerated(), width: width) { (index, candidate) in
-            (index, await self.planEntry(candidate))
+            (index, await self.planEntry(candidate, migrations: migrations))
         }
         entries.sort { $0.0 < $1.0 }
-        return FleetPlan(target: provisioner.currentLevel, entries: entries.map(\.1))
+        return FleetPlan(target: migrations.currentLevel, entries: entries.map(\.1))
     }
 
-    private func planEntry(_ candidate: TenantRegistry.TenantRow) async -> FleetPlan.Entry {
+    private func planEntry(_ candidate: TenantRecord, migrations: TenantMigrations) async -> FleetPlan.Entry {
         var entry = FleetPlan.Entry(slug: candidate.slug, schema: candidate.schema, state: candidate.state, pending: [], problem: nil)
         do {
             let db = pool.database(schema: try SQLIdentifier(candidate.schema))
@@ -81,7 +94,7 @@ public struct FleetMigrator: Sendable {
                 entry.problem = "its schema does not exist; run doctor"
                 return entry
             }
-            let status = try await provisioner.makeMigrator(db).status()
+            let status = try await migrations.migrator(for: db).status()
             entry.pending = status.pending
             var problems: [String] = []
             if !status.changed.isEmpty { problems.append("changed after they were applied: " + status.changed.map(\.filename).joined(separator: ", ")) }
@@ -106,14 +119,15 @@ public struct FleetMigrator: Sendable {
     ///   holds the fleet lock, or for an unknown or unmigratable tenant in `selection`, before
     ///   anything is written.
     public func run(_ selection: Selection, options: Options = .init(), stop: FleetStop = FleetStop(), progress: (@Sendable (FleetProgress) -> Void)? = nil) async throws -> FleetReport {
+        let migrations = try requireMigrations()
         let candidates = try await candidates(selection)
         let width = try width(for: options)
         let parameters = Self.parameters(selection, options)
         return try await shielded(stop) {
             try await self.withFleetLock(wait: options.fleetLockWait) {
-                let runID = try await self.registry.beginFleetRun(tenantIDs: candidates.map(\.id), target: self.provisioner.currentLevel, parameters: parameters)
-                self.logger.info("fleet run started", metadata: ["fleet.run": "\(runID)", "tenant.count": "\(candidates.count)"])
-                return try await self.drive(runID: runID, tenantIDs: candidates.map(\.id), width: width, options: options, stop: stop, progress: progress)
+                let runID = try await self.registry.store.beginFleetRun(tenantIDs: candidates.map(\.id), target: migrations.currentLevel, parameters: parameters)
+                self.logger.info("fleet run started", metadata: [TenancyLoggingKeys.fleetRun: "\(runID)", "tenant.count": "\(candidates.count)"])
+                return try await self.drive(runID: runID, tenantIDs: candidates.map(\.id), width: width, options: options, migrations: migrations, stop: stop, progress: progress)
             }
         }
     }
@@ -123,6 +137,8 @@ public struct FleetMigrator: Sendable {
     /// - Throws: ``TenancyError`` with code ``TenancyError/Code/fleetRunNotFound`` or
     ///   ``TenancyError/Code/fleetLocked``.
     public func resume(runID: Int64, options: Options = .init(), stop: FleetStop = FleetStop(), progress: (@Sendable (FleetProgress) -> Void)? = nil) async throws -> FleetReport {
+        let migrations = try requireMigrations()
+        try await ready()
         guard let run = try await registry.fleetRun(id: runID) else {
             throw TenancyError(code: .fleetRunNotFound, message: "no fleet run \(runID); list the runs with `tenantctl runs`")
         }
@@ -130,21 +146,34 @@ public struct FleetMigrator: Sendable {
         guard run.status.isResumable else { return try await report(runID) }
         return try await shielded(stop) {
             try await self.withFleetLock(wait: options.fleetLockWait) {
-                let tenantIDs = try await self.registry.reopenFleetRun(id: runID, target: self.provisioner.currentLevel)
-                self.logger.info("fleet run resumed", metadata: ["fleet.run": "\(runID)", "tenant.count": "\(tenantIDs.count)"])
-                return try await self.drive(runID: runID, tenantIDs: tenantIDs, width: width, options: options, stop: stop, progress: progress)
+                let tenantIDs = try await self.registry.store.reopenFleetRun(id: runID, target: migrations.currentLevel)
+                self.logger.info("fleet run resumed", metadata: [TenancyLoggingKeys.fleetRun: "\(runID)", "tenant.count": "\(tenantIDs.count)"])
+                return try await self.drive(runID: runID, tenantIDs: tenantIDs, width: width, options: options, migrations: migrations, stop: stop, progress: progress)
             }
         }
     }
 
     // MARK: - Steps
 
-    private func candidates(_ selection: Selection) async throws -> [TenantRegistry.TenantRow] {
+    private func candidates(_ selection: Selection) async throws -> [TenantRecord] {
+        try await ready()
+        let store = registry.store
         switch selection {
-        case .all: return try await registry.fleetCandidates()
+        case .all:
+            return try await store.records(in: [.active, .suspended, .spare])
         case .tenants(let slugs):
             var seen = Set<TenantSlug>()
-            return try await registry.fleetCandidates(slugs: slugs.filter { seen.insert($0).inserted })
+            var candidates: [TenantRecord] = []
+            for slug in slugs where seen.insert(slug).inserted {
+                guard let candidate = try await store.record(slug: slug.rawValue) else { throw TenancyError.notFound(slug.rawValue) }
+                guard candidate.state == .active || candidate.state == .suspended else {
+                    let gone = candidate.state == .deleted || candidate.state == .deleting
+                    throw TenancyError(code: gone ? .tenantDeleted : .illegalTransition,
+                                       message: "tenant \"\(slug)\" is \(candidate.state.rawValue) and has no schema to migrate; leave it out", slug: slug.rawValue)
+                }
+                candidates.append(candidate)
+            }
+            return candidates
         }
     }
 
@@ -168,12 +197,12 @@ public struct FleetMigrator: Sendable {
         var abortReason: String?
     }
 
-    private func drive(runID: Int64, tenantIDs: [Int64], width: Int, options: Options, stop: FleetStop, progress: (@Sendable (FleetProgress) -> Void)?) async throws -> FleetReport {
+    private func drive(runID: Int64, tenantIDs: [Int64], width: Int, options: Options, migrations: TenantMigrations, stop: FleetStop, progress: (@Sendable (FleetProgress) -> Void)?) async throws -> FleetReport {
         let tally = Mutex(Tally())
         let start = ContinuousClock.now
         let migrate: @Sendable (Int64) async throws -> Void = { id in
             guard !stop.isStopped, tally.withLock({ $0.abortReason == nil }) else { return }
-            let item = try await self.migrate(tenantID: id, runID: runID, options: options)
+            let item = try await self.migrate(tenantID: id, runID: runID, options: options, migrations: migrations)
             let snapshot = tally.withLock { tally in
                 switch item.status {
                 case .succeeded: tally.succeeded += 1
@@ -200,7 +229,7 @@ public struct FleetMigrator: Sendable {
             }
             _ = try await forEachConcurrently(tenantIDs.dropFirst(canaries.count), width: width, migrate)
         } catch {
-            try? await registry.finishFleetRun(id: runID, status: .interrupted, error: "\(error)")
+            try? await registry.store.finishFleetRun(id: runID, status: .interrupted, error: "\(error)")
             throw error
         }
         let final = tally.withLock { $0 }
@@ -213,9 +242,9 @@ public struct FleetMigrator: Sendable {
         } else {
             (status, reason) = (final.failed > 0 ? .completedWithFailures : .completed, nil)
         }
-        try await registry.finishFleetRun(id: runID, status: status, error: reason)
+        try await registry.store.finishFleetRun(id: runID, status: status, error: reason)
         logger.info("fleet run finished", metadata: [
-            "fleet.run": "\(runID)", "fleet.status": "\(status.rawValue)",
+            TenancyLoggingKeys.fleetRun: "\(runID)", "fleet.status": "\(status.rawValue)",
             "fleet.succeeded": "\(final.succeeded)", "fleet.failed": "\(final.failed)", "fleet.skipped": "\(final.skipped)",
         ])
         return try await report(runID)
@@ -223,22 +252,22 @@ public struct FleetMigrator: Sendable {
 
     /// Migrates one tenant and records the outcome. Database failures become a failed item;
     /// registry failures are thrown.
-    private func migrate(tenantID: Int64, runID: Int64, options: Options) async throws -> FleetRunItem {
+    private func migrate(tenantID: Int64, runID: Int64, options: Options, migrations: TenantMigrations) async throws -> FleetRunItem {
         let start = ContinuousClock.now
         var item = FleetRunItem(tenantID: tenantID, slug: nil, schema: "", position: 0, status: .skipped, attempts: 0,
                                 error: nil, durationMilliseconds: nil, filesApplied: [], startedAt: Date(), finishedAt: nil)
         var level: MigrationLevel? = nil
-        let started = try await registry.startFleetItem(runID: runID, tenantID: tenantID)
+        let started = try await registry.store.startFleetItem(runID: runID, tenantID: tenantID)
         (item.position, item.attempts) = (started.position, started.attempts)
         if let tenant = started.tenant {
             (item.slug, item.schema) = (tenant.slug, tenant.schema)
-            if [.active, .suspended, .spare].contains(tenant.state) {
+            if tenant.state.hasSchema {
                 do {
                     let db = pool.database(schema: try SQLIdentifier(tenant.schema))
-                    let report = try await provisioner.makeMigrator(db, lockTimeout: options.tenantLockTimeout).apply()
+                    let report = try await migrations.migrator(for: db, lockTimeout: options.tenantLockTimeout).apply()
                     item.filesApplied = report.applied.map(\.filename)
                     item.status = item.filesApplied.isEmpty ? .skipped : .succeeded
-                    if let current = provisioner.currentLevel, tenant.level != current || !item.filesApplied.isEmpty { level = current }
+                    if let current = migrations.currentLevel, tenant.level != current || !item.filesApplied.isEmpty { level = current }
                 } catch let error as SchemaDBError {
                     item.status = .failed
                     item.error = error.message + (error.hint.map { "; hint: \($0)" } ?? "")
@@ -255,7 +284,7 @@ public struct FleetMigrator: Sendable {
         let elapsed = ContinuousClock.now - start
         item.durationMilliseconds = Int(elapsed.wholeMilliseconds)
         item.finishedAt = Date()
-        try await registry.finishFleetItem(runID: runID, tenantID: tenantID, status: item.status, error: item.error,
+        try await registry.store.finishFleetItem(runID: runID, tenantID: tenantID, status: item.status, error: item.error,
                                            durationMilliseconds: item.durationMilliseconds ?? 0, filesApplied: item.filesApplied, level: level)
         tenantTimer.recordNanoseconds(elapsed.wholeNanoseconds)
         switch item.status {
@@ -277,14 +306,9 @@ public struct FleetMigrator: Sendable {
 
     // MARK: - Locking and cancellation
 
-    /// The fleet lock of the tenants with this schema prefix and migration module.
-    static func fleetLockKey(_ configuration: Provisioner.Configuration) -> Int64 {
-        AdvisoryLockKey.make("tenancy.fleet", configuration.schemaPrefix, configuration.module)
-    }
-
     /// Holds the fleet lock, a session advisory lock on one pooled connection, around `body`.
     private func withFleetLock<T: Sendable>(wait: Duration?, _ body: () async throws -> T) async throws -> T {
-        let key = Self.fleetLockKey(provisioner.configuration)
+        let key = try requireMigrations().fleetLockKey(schemaPrefix: schemaPrefix)
         return try await pool.database(schema: nil).withConnection { session in
             let deadline = wait.map { ContinuousClock.now + $0 }
             var pause = Duration.milliseconds(50)

@@ -138,3 +138,17 @@ public struct FleetPlan: Sendable, Hashable, Codable {
     /// Entries that cannot be migrated as they are.
     public var blocked: [Entry] { entries.filter { $0.problem != nil } }
 }
+
+extension FleetRun.Counts {
+    /// Adds `count` items in `status`.
+    mutating func add(_ status: FleetRunItem.Status, _ count: Int) {
+        total += count
+        switch status {
+        case .pending: pending += count
+        case .running: running += count
+        case .succeeded: succeeded += count
+        case .failed: failed += count
+        case .skipped: skipped += count
+        }
+    }
+}

@@ -14,13 +14,16 @@ public struct Tenant: Sendable, Hashable, Codable {
     public var placement: String
     /// The lifecycle state.
     public var state: TenantState
+    /// Bumped by every change of the row: a change is written only if the row is still at the
+    /// generation it was read at.
+    public var generation: Int64
     /// How far the schema is migrated, when known.
     public var migrationLevel: MigrationLevel?
     /// When the row was created.
     public var createdAt: Date
     /// When the row last changed.
     public var updatedAt: Date
-    /// The last error, for `failed` tenants.
+    /// The last error, for `failed` tenants and failed drops.
     public var lastError: String?
 }
 
@@ -53,9 +56,42 @@ public struct MigrationLevel: Sendable, Hashable, Codable, CustomStringConvertib
 
 /// One entry of a tenant's event log.
 public struct TenantEvent: Sendable, Hashable, Codable {
-    /// What happened: `provisioning`, `provisioned`, `failed`, `adopted`, `suspended`, `resumed`,
-    /// `deleted`, `renamed`, `spare_created`, `claimed`, `migrated`, `reconciled`.
-    public var kind: String
+    /// What happened.
+    public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
+        /// A provisioning started (or was retried).
+        case provisioning
+        /// A new schema was created and migrated.
+        case provisioned
+        /// Provisioning failed.
+        case failed
+        /// The schema of an interrupted or unanswered provisioning was complete and was taken over.
+        case adopted
+        /// A spare schema was provisioned.
+        case spareCreated = "spare_created"
+        /// A spare schema was handed to the tenant.
+        case claimed
+        /// The tenant was suspended.
+        case suspended
+        /// The tenant was resumed.
+        case resumed
+        /// The slug changed; the detail holds the old and new slug.
+        case renamed
+        /// A drop started: the tenant is no longer served.
+        case deleting
+        /// A drop did not finish and the tenant went back to its earlier state.
+        case deleteRolledBack = "delete_rolled_back"
+        /// The schema was dropped.
+        case deleted
+        /// A spare whose schema was gone was discarded.
+        case discarded
+        /// Migration files were applied.
+        case migrated
+        /// Reconcile corrected the row.
+        case reconciled
+    }
+
+    /// What happened.
+    public var kind: Kind
     /// When it happened.
     public var at: Date
     /// Details, such as the error or the old slug.

@@ -1,10 +1,10 @@
 /// Where a tenant is in its lifecycle.
 ///
 /// ```
-/// provisioning → active ⇄ suspended → deleted
-///      │           └──────────────────→ deleted
-///      ├→ failed → provisioning (retry)
-///      └→ spare → active (claimed at onboarding)
+/// provisioning → active ⇄ suspended
+///      │           └──→ deleting ←──┘ → deleted   (a failed drop goes back where it was)
+///      ├→ failed → provisioning (retry), active (its schema was complete), deleting
+///      └→ spare → active (claimed at onboarding), deleting, deleted (its schema is gone)
 /// ```
 public enum TenantState: String, Sendable, Codable, CaseIterable, Comparable {
     /// The schema is being created and migrated.
@@ -13,9 +13,11 @@ public enum TenantState: String, Sendable, Codable, CaseIterable, Comparable {
     case active
     /// Kept but not served: handles are refused until it is resumed.
     case suspended
+    /// Being dropped: no longer served; a drop run again finishes it.
+    case deleting
     /// The schema was dropped; the row stays as a tombstone.
     case deleted
-    /// Provisioning failed; nothing was left in the database. Provisioning again retries.
+    /// Provisioning failed. Provisioning again retries, or adopts a schema that was complete.
     case failed
     /// A pre-provisioned schema with no tenant yet, waiting to be claimed.
     case spare
@@ -24,16 +26,25 @@ public enum TenantState: String, Sendable, Codable, CaseIterable, Comparable {
     public var allowedTransitions: Set<TenantState> {
         switch self {
         case .provisioning: [.active, .failed, .spare]
-        case .active: [.suspended, .deleted]
-        case .suspended: [.active, .deleted]
+        case .active: [.suspended, .deleting]
+        case .suspended: [.active, .deleting]
+        case .deleting: [.deleted, .active, .suspended, .failed, .spare]
         case .deleted: []
-        case .failed: [.provisioning, .deleted]
-        case .spare: [.active, .deleted]
+        case .failed: [.provisioning, .active, .deleting]
+        case .spare: [.active, .deleting, .deleted]
         }
     }
 
     /// Whether moving to `next` is allowed.
     public func canMove(to next: TenantState) -> Bool { allowedTransitions.contains(next) }
+
+    /// Whether the tenant's schema is expected to exist and be kept migrated.
+    public var hasSchema: Bool {
+        switch self {
+        case .active, .suspended, .spare: true
+        case .provisioning, .deleting, .deleted, .failed: false
+        }
+    }
 
     public static func < (lhs: Self, rhs: Self) -> Bool {
         allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!

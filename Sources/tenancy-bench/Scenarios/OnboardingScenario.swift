@@ -11,7 +11,7 @@ enum OnboardingScenario {
             schemaPrefix: "bench_onboard_", registryPath: try context.freshRegistryPath("onboarding"), connections: context.concurrency + 1
         ) { tenancy in
             let spareFill = try await measure {
-                let spares = try await tenancy.provisioner.fillSpares(count: count, concurrency: context.concurrency)
+                let spares = try await tenancy.fillSpares(count: count, concurrency: context.concurrency)
                 guard spares.count == count else { throw BenchError("\(spares.count) spares ready, not \(count)") }
             }
             context.note("onboarding: \(count) tenants from spares")
@@ -37,7 +37,7 @@ enum OnboardingScenario {
     }
 
     /// Creates `count` tenants one at a time and returns each `create`'s latency in ms.
-    private static func onboard(_ tenancy: Tenancy, slugPrefix: String, count: Int, expecting outcome: Provisioner.Report.Outcome) async throws -> Samples {
+    private static func onboard(_ tenancy: Tenancy, slugPrefix: String, count: Int, expecting outcome: OnboardingReport.Outcome) async throws -> Samples {
         var samples = Samples()
         for index in 0..<count {
             let start = ContinuousClock.now

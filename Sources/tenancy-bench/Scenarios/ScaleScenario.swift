@@ -80,7 +80,7 @@ enum ScaleScenario {
 
     /// The tenants whose registry level is the current one and whose schema has the new column.
     private static func countAtNewLevel(_ tenancy: Tenancy) async throws -> Int {
-        let level = tenancy.provisioner.currentLevel
+        let level = tenancy.currentLevel
         let registered = Set(try await tenancy.registry.tenants(in: .active).filter { $0.migrationLevel == level }.map(\.schema))
         let migrated = try await tenancy.pool.database(schema: nil).fetchAll(
             """

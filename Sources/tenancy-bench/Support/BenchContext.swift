@@ -58,9 +58,10 @@ struct BenchContext: Sendable {
     /// The settings of a benchmark's `Tenancy`.
     func tenancyConfiguration(schemaPrefix: String, registryPath: String, migrations: URL? = nil, directory: TenantDirectory.Configuration = .init()) -> Tenancy.Configuration {
         var configuration = Tenancy.Configuration()
-        configuration.registryPath = registryPath
+        configuration.registry = .sqlite(path: registryPath)
         configuration.migrationsDirectory = migrations ?? migrationsDirectory
-        configuration.provisioner.schemaPrefix = schemaPrefix
+        configuration.schemaPrefix = schemaPrefix
+        configuration.listensForChanges = false
         configuration.directory = directory
         return configuration
     }

@@ -6,7 +6,7 @@ import Tenancy
 struct InitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Create the registry (idempotent), check the database connection and print the settings.")
+        abstract: "Create the registry (idempotent), bind it to this database and schema prefix, and print the settings.")
 
     @OptionGroup var options: GlobalOptions
 
@@ -14,6 +14,7 @@ struct InitCommand: AsyncParsableCommand {
         var database: String
         var serverVersion: String
         var registry: String
+        var registryId: String
         var migrations: String
         var migrationFiles: Int
         var latestMigration: String
@@ -30,19 +31,21 @@ struct InitCommand: AsyncParsableCommand {
             if !options.json { Output.note("created the empty migrations directory \(directory.path); add files with tenantctl new-migration") }
         }
         let database = try options.databaseConfig().description
-        let settings = try await context.withTenancy(connections: 1) { tenancy in
+        let registry = try options.registryDescription()
+        let settings = try await context.withTenancy(connections: 1, creatingRegistry: true) { tenancy in
+            let info = try await tenancy.ready()
             let version = try await tenancy.pool.database(schema: nil).fetchValue("SHOW server_version", as: String.self) ?? "?"
             let counts = try await tenancy.registry.countByState()
             return Settings(
-                database: database, serverVersion: version, registry: options.registryPath, migrations: directory.path,
-                migrationFiles: tenancy.provisioner.migrations.files.count, latestMigration: tenancy.provisioner.currentLevel?.lastFile ?? "-",
-                schemaPrefix: tenancy.provisioner.configuration.schemaPrefix,
+                database: database, serverVersion: version, registry: registry, registryId: info.id, migrations: directory.path,
+                migrationFiles: tenancy.migrations?.files.count ?? 0, latestMigration: tenancy.currentLevel?.lastFile ?? "-",
+                schemaPrefix: tenancy.configuration.schemaPrefix,
                 tenants: counts.filter { $0.key != .spare && $0.key != .deleted }.values.reduce(0, +), spares: counts[.spare] ?? 0)
         }
         context.output.emit(settings) {
             var table = TextTable("setting", "value")
             table.add("database", "\(settings.database) (PostgreSQL \(settings.serverVersion))")
-            table.add("registry", settings.registry)
+            table.add("registry", "\(settings.registry) (id \(settings.registryId))")
             table.add("migrations", "\(settings.migrations) (\(settings.migrationFiles) files, latest \(settings.latestMigration))")
             table.add("schema prefix", settings.schemaPrefix)
             table.add("tenants", "\(settings.tenants) (\(settings.spares) spares)")

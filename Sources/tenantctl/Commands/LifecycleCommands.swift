@@ -16,7 +16,7 @@ struct SuspendCommand: AsyncParsableCommand {
     func run() async throws {
         let slug = try TenantSlug(slug)
         let context = try CommandContext(options)
-        let tenant = try await context.withTenancy(checkingConnection: false) { try await $0.suspend(slug.rawValue) }
+        let tenant = try await context.withTenancy(needsMigrations: false) { try await $0.suspend(slug.rawValue) }
         try emit(tenant, context, "tenant \(slug) is suspended")
     }
 }
@@ -30,7 +30,7 @@ struct ResumeCommand: AsyncParsableCommand {
     func run() async throws {
         let slug = try TenantSlug(slug)
         let context = try CommandContext(options)
-        let tenant = try await context.withTenancy(checkingConnection: false) { try await $0.resume(slug.rawValue) }
+        let tenant = try await context.withTenancy(needsMigrations: false) { try await $0.resume(slug.rawValue) }
         try emit(tenant, context, "tenant \(slug) is active")
     }
 }
@@ -45,7 +45,7 @@ struct RenameCommand: AsyncParsableCommand {
     func run() async throws {
         let (old, new) = (try TenantSlug(slug), try TenantSlug(newSlug))
         let context = try CommandContext(options)
-        let tenant = try await context.withTenancy(checkingConnection: false) { try await $0.rename(old.rawValue, to: new.rawValue) }
+        let tenant = try await context.withTenancy(needsMigrations: false) { try await $0.rename(old.rawValue, to: new.rawValue) }
         try emit(tenant, context, "tenant \(old) is now \(new) (schema \(tenant.schema))")
     }
 }
@@ -65,7 +65,7 @@ struct DropCommand: AsyncParsableCommand {
             throw UsageError("refusing to drop tenant \"\(slug)\" without --yes: it deletes the schema and all its data")
         }
         let context = try CommandContext(options)
-        let tenant = try await context.withTenancy { try await $0.delete(slug.rawValue, confirmingDataLoss: true) }
+        let tenant = try await context.withTenancy(needsMigrations: false) { try await $0.delete(slug.rawValue, confirmingDataLoss: true) }
         try emit(tenant, context, "tenant \(slug) was dropped (schema \(tenant.schema)); the registry keeps its tombstone")
     }
 }

@@ -18,7 +18,7 @@ struct RunsCommand: AsyncParsableCommand {
         func run() async throws {
             guard limit >= 1 else { throw UsageError("--limit must be at least 1") }
             let context = try CommandContext(options)
-            let runs = try await context.openRegistry().fleetRuns(limit: limit)
+            let runs = try await context.withRegistry { try await $0.fleetRuns(limit: limit) }
             context.output.emit(runs.map { FleetRunView($0) }) {
                 guard !runs.isEmpty else { return "no fleet runs yet" }
                 var table = TextTable("run", "status", "started", "took", "target", "total", "migrated", "skipped", "failed", "pending")
@@ -49,11 +49,12 @@ struct RunsCommand: AsyncParsableCommand {
                 statuses = [parsed]
             }
             let context = try CommandContext(options)
-            let registry = try context.openRegistry()
-            guard let run = try await registry.fleetRun(id: id) else {
-                throw TenancyError(code: .fleetRunNotFound, message: "no fleet run \(id); list the runs with tenantctl runs")
+            let (run, items) = try await context.withRegistry { registry in
+                guard let run = try await registry.fleetRun(id: id) else {
+                    throw TenancyError(code: .fleetRunNotFound, message: "no fleet run \(id); list the runs with tenantctl runs")
+                }
+                return (run, try await registry.fleetRunItems(runID: id, statuses: statuses))
             }
-            let items = try await registry.fleetRunItems(runID: id, statuses: statuses)
             context.output.emit(FleetRunView(run, items: items)) {
                 (items.isEmpty ? "" : itemTable(items) + "\n\n") + runSummary(run)
             }

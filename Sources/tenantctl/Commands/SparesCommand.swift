@@ -38,7 +38,7 @@ struct SparesCommand: AsyncParsableCommand {
             guard (1...256).contains(concurrency) else { throw UsageError("--concurrency must be from 1 to 256, not \(concurrency)") }
             let context = try CommandContext(options)
             let (spares, current) = try await context.withTenancy(connections: concurrency) { tenancy in
-                (try await tenancy.provisioner.fillSpares(count: count, concurrency: concurrency), tenancy.provisioner.currentLevel)
+                (try await tenancy.fillSpares(count: count, concurrency: concurrency), tenancy.currentLevel)
             }
             SparesCommand.emit(spares, context, current: current)
         }
@@ -51,7 +51,8 @@ struct SparesCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try CommandContext(options)
-            SparesCommand.emit(try await context.openRegistry().spares(), context, current: try? context.currentLevel())
+            let spares = try await context.withRegistry { try await $0.spares() }
+            SparesCommand.emit(spares, context, current: try? context.currentLevel())
         }
     }
 }

@@ -21,13 +21,15 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let context = try CommandContext(options)
         let current = try context.currentLevel()
-        let registry = try context.openRegistry()
-        let counts = try await registry.countByState()
-        let served = try await registry.tenants(in: .active) + registry.tenants(in: .suspended)
+        let (counts, served, lastRun, failures) = try await context.withRegistry { registry in
+            let counts = try await registry.countByState()
+            let served = try await registry.tenants(in: .active) + registry.tenants(in: .suspended)
+            let lastRun = try await registry.fleetRuns(limit: 1).first
+            var failures: [FleetRunItem] = []
+            if let lastRun { failures = try await registry.fleetRunItems(runID: lastRun.id, statuses: [.failed]) }
+            return (counts, served, lastRun, failures)
+        }
         let behind = served.filter { $0.migrationLevel != current }.map(\.slug.rawValue).sorted()
-        let lastRun = try await registry.fleetRuns(limit: 1).first
-        var failures: [FleetRunItem] = []
-        if let lastRun { failures = try await registry.fleetRunItems(runID: lastRun.id, statuses: [.failed]) }
         let summary = Summary(
             counts: Dictionary(uniqueKeysWithValues: TenantState.allCases.map { ($0.rawValue, counts[$0] ?? 0) }),
             targetMigration: current?.lastFile, behind: behind.count, behindTenants: behind,

@@ -36,7 +36,7 @@ struct CreateCommand: AsyncParsableCommand {
             let start = ContinuousClock.now
             let report = try await tenancy.create(slug.rawValue, displayName: name)
             let elapsed = ContinuousClock.now - start
-            return Created(tenant: TenantView(report.tenant, current: tenancy.provisioner.currentLevel), outcome: report.outcome.rawValue,
+            return Created(tenant: TenantView(report.tenant, current: tenancy.currentLevel), outcome: report.outcome.rawValue,
                            appliedFiles: report.appliedFiles, durationMs: Int(elapsed.wholeMilliseconds))
         }
         context.output.emit(created) {
@@ -70,7 +70,7 @@ struct ListCommand: AsyncParsableCommand {
         if let limit, limit < 1 { throw UsageError("--limit must be at least 1") }
         let context = try CommandContext(options)
         let current = try? context.currentLevel()
-        let tenants = try await context.openRegistry().tenants(in: state, limit: limit)
+        let tenants = try await context.withRegistry { try await $0.tenants(in: state, limit: limit) }
         let views = tenants.map { TenantView($0, current: current) }
         context.output.emit(views) {
             guard !views.isEmpty else { return "no tenants" + (state.map { " in state \($0.rawValue)" } ?? "") }
@@ -121,14 +121,15 @@ struct ShowCommand: AsyncParsableCommand {
     func run() async throws {
         let slug = try TenantSlug(slug)
         let context = try CommandContext(options)
-        let details = try await context.withTenancy { tenancy in
-            guard let tenant = try await tenancy.registry.tenant(slug: slug) else { throw TenancyError(code: .tenantNotFound, message: "no tenant \"\(slug)\"; list them with tenantctl list", slug: slug.rawValue) }
+        let current = try? context.currentLevel()
+        let details = try await context.withTenancy(needsMigrations: false) { tenancy in
+            guard let tenant = try await tenancy.tenant(slug.rawValue) else { throw TenancyError(code: .tenantNotFound, message: "no tenant \"\(slug)\"; list them with tenantctl list", slug: slug.rawValue) }
             let history = try await tenancy.migrationHistory(for: slug.rawValue)
             let events = try await tenancy.registry.events(for: slug, limit: max(1, self.events))
             return Details(
-                tenant: TenantView(tenant, current: tenancy.provisioner.currentLevel),
+                tenant: TenantView(tenant, current: current),
                 migrations: history.map { .init(filename: $0.filename, checksum: $0.checksum, appliedAt: $0.appliedAt, executionTimeMs: $0.executionTimeMilliseconds) },
-                events: events.map { .init(kind: $0.kind, at: $0.at, detail: $0.detail) })
+                events: events.map { .init(kind: $0.kind.rawValue, at: $0.at, detail: $0.detail) })
         }
         context.output.emit(details) {
             let tenant = details.tenant

@@ -22,10 +22,6 @@ struct CommandContext {
         self.output = Output(json: options.json)
     }
 
-    func openRegistry() throws -> TenantRegistry {
-        try TenantRegistry(path: options.registryPath)
-    }
-
     func loadMigrations() throws -> MigrationSet {
         try MigrationSet(directory: URL(fileURLWithPath: options.migrationsDirectory))
     }
@@ -36,14 +32,37 @@ struct CommandContext {
         return migrations.latest.map { MigrationLevel(lastFile: $0.filename, setChecksum: migrations.checksum) }
     }
 
+    /// Runs `body` with the registry, read-only: a SQLite file needs no database connection.
+    /// Only `init` creates a registry; here a missing one is an error naming where it was looked for.
+    func withRegistry<Result: Sendable>(_ body: (TenantRegistry) async throws -> Result) async throws -> Result {
+        switch try options.registryChoice() {
+        case .file(let path):
+            return try await body(try TenantRegistry(path: path))
+        case .postgres(let config, let schema):
+            return try await DatabasePool.withPool(configuration: config, logger: logger) { pool in
+                try await body(try TenantRegistry(pool: pool, schema: schema))
+            }
+        }
+    }
+
     /// Runs `body` with a `Tenancy` over its own pool of `connections` (plus one spare), after
     /// checking that the server answers when `checkingConnection` is set.
-    func withTenancy<Result: Sendable>(connections: Int = 4, checkingConnection: Bool = true, _ body: (Tenancy) async throws -> Result) async throws -> Result {
+    /// - Parameters:
+    ///   - needsMigrations: Load the migration set; commands that only change a tenant's state
+    ///     work without one.
+    ///   - creatingRegistry: Create the registry when it does not exist (`init` only).
+    func withTenancy<Result: Sendable>(
+        connections: Int = 4, checkingConnection: Bool = true, needsMigrations: Bool = true, creatingRegistry: Bool = false,
+        _ body: (Tenancy) async throws -> Result
+    ) async throws -> Result {
+        let database = try options.databaseConfig(connections: connections)
         var configuration = Tenancy.Configuration()
-        configuration.registryPath = options.registryPath
-        configuration.migrationsDirectory = URL(fileURLWithPath: options.migrationsDirectory)
-        configuration.provisioner.schemaPrefix = options.resolvedSchemaPrefix
-        let tenancy = try Tenancy(databaseConfig: try options.databaseConfig(connections: connections), configuration: configuration, logger: logger)
+        configuration.registry = try options.registryLocation(database: database)
+        configuration.createsRegistry = creatingRegistry
+        configuration.migrationsDirectory = needsMigrations ? URL(fileURLWithPath: options.migrationsDirectory) : nil
+        configuration.schemaPrefix = options.resolvedSchemaPrefix
+        configuration.listensForChanges = false
+        let tenancy = try Tenancy(databaseConfig: database, configuration: configuration, logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await tenancy.run() }
             defer { group.cancelAll() }

@@ -29,7 +29,7 @@ enum ExitStatus {
             return (usage, "usage", error.description)
         case let error as TenancyError:
             let exitCode: Int32 = switch error.code {
-            case .invalidSlug, .confirmationRequired, .invalidArgument: usage
+            case .invalidSlug, .confirmationRequired, .invalidArgument, .registryNotFound, .registryMismatch, .migrationSetUnavailable: usage
             case .fleetLocked, .provisioningInProgress: locked
             default: failure
             }

@@ -7,11 +7,16 @@ import Tenancy
 /// The options every command takes, each resolved as: the flag, then its environment variable,
 /// then the default.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customLong("database-url"), help: ArgumentHelp("The PostgreSQL URL. Default: $DATABASE_URL, then the PG* variables.", valueName: "url"))
+    @Option(name: .customLong("database-url"), help: ArgumentHelp("The PostgreSQL URL. Default: $DATABASE_URL, then a PostgreSQL registry's URL, then the PG* variables.", valueName: "url"))
     var databaseURL: String?
 
-    @Option(help: ArgumentHelp("The registry file. Default: $TENANCY_REGISTRY, then .tenancy/registry.sqlite.", valueName: "path"))
+    @Option(help: ArgumentHelp(
+        "The registry: a SQLite file, or a postgres:// URL for a registry in PostgreSQL. Default: $TENANCY_REGISTRY, then .tenancy/registry.sqlite.",
+        valueName: "path-or-url"))
     var registry: String?
+
+    @Option(name: .customLong("registry-schema"), help: ArgumentHelp("The schema of a PostgreSQL registry. Default: $TENANCY_REGISTRY_SCHEMA, then tenancy.", valueName: "schema"))
+    var registrySchema: String?
 
     @Option(help: ArgumentHelp("The tenant migrations directory. Default: $TENANCY_MIGRATIONS, then tenant-migrations.", valueName: "dir"))
     var migrations: String?
@@ -27,19 +32,63 @@ struct GlobalOptions: ParsableArguments {
 
     private var environment: [String: String] { ProcessInfo.processInfo.environment }
 
-    var registryPath: String { nonEmpty(registry) ?? nonEmpty(environment["TENANCY_REGISTRY"]) ?? TenantRegistry.defaultPath }
+    /// Where the registry is, as given.
+    enum RegistryChoice {
+        case file(String)
+        case postgres(DatabaseConfig, schema: String)
+    }
+
+    /// The registry from `--registry` / `TENANCY_REGISTRY`: a `postgres://` or `postgresql://`
+    /// URL names a PostgreSQL registry, anything else a SQLite file.
+    func registryChoice() throws -> RegistryChoice {
+        let value = nonEmpty(registry) ?? nonEmpty(environment["TENANCY_REGISTRY"]) ?? TenantRegistry.defaultPath
+        guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") else { return .file(value) }
+        var config = try DatabaseConfig(url: value)
+        config.retry = .none
+        if config.applicationName == nil { config.applicationName = "tenantctl" }
+        let schema = nonEmpty(registrySchema) ?? nonEmpty(environment["TENANCY_REGISTRY_SCHEMA"]) ?? TenantRegistry.defaultSchema
+        return .postgres(config, schema: schema)
+    }
+
+    /// How messages and `init` name the registry: a path, or a schema and a masked URL.
+    func registryDescription() throws -> String {
+        switch try registryChoice() {
+        case .file(let path): path
+        case .postgres(let config, let schema): "schema \(schema) of \(config)"
+        }
+    }
 
     var migrationsDirectory: String { nonEmpty(migrations) ?? nonEmpty(environment["TENANCY_MIGRATIONS"]) ?? "tenant-migrations" }
 
-    var resolvedSchemaPrefix: String { nonEmpty(schemaPrefix) ?? nonEmpty(environment["TENANCY_SCHEMA_PREFIX"]) ?? Provisioner.Configuration().schemaPrefix }
+    var resolvedSchemaPrefix: String { nonEmpty(schemaPrefix) ?? nonEmpty(environment["TENANCY_SCHEMA_PREFIX"]) ?? Tenancy.Configuration().schemaPrefix }
 
     /// The database settings, failing fast: no retries of the first connection.
     func databaseConfig(connections: Int = 4) throws -> DatabaseConfig {
-        var config = if let url = nonEmpty(databaseURL) { try DatabaseConfig(url: url) } else { try DatabaseConfig.fromEnvironment(environment) }
+        var config: DatabaseConfig
+        if let url = nonEmpty(databaseURL) ?? nonEmpty(environment["DATABASE_URL"]) {
+            config = try DatabaseConfig(url: url)
+        } else if case .postgres(let registryConfig, _) = try registryChoice() {
+            config = registryConfig
+        } else {
+            config = try DatabaseConfig.fromEnvironment(environment)
+        }
         config.retry = .none
         config.maximumConnections = max(config.maximumConnections, connections + 1)
         if config.applicationName == nil { config.applicationName = "tenantctl" }
         return config
+    }
+
+    /// Where `Tenancy` finds the registry, given the tenants' database: a PostgreSQL registry in
+    /// the same database shares its pool, so that changes commit with their DDL.
+    func registryLocation(database: DatabaseConfig) throws -> RegistryLocation {
+        switch try registryChoice() {
+        case .file(let path):
+            return .sqlite(path: path)
+        case .postgres(let config, let schema):
+            let sameDatabase = config.host == database.host && config.port == database.port && config.unixSocketPath == database.unixSocketPath
+                && config.user == database.user && config.effectiveDatabase == database.effectiveDatabase
+            return sameDatabase ? .postgres(schema: schema) : .postgres(config, schema: schema)
+        }
     }
 
     func resolvedLogLevel() throws -> Logger.Level {

@@ -10,7 +10,7 @@ import Darwin
 /// opening the same registry take turns.
 enum FileLock {
     static func withExclusiveLock<Result>(path: String, _ body: () throws -> Result) throws -> Result {
-        let descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        let descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw TenancyError(code: .registryFailed, message: "cannot open the registry lock file \(path) (errno \(errno)); check the directory's permissions")
         }

@@ -1,7 +1,11 @@
+import Foundation
 import GRDB
+import SchemaDB
 
-extension TenantRegistry {
-    /// The registry's own forward-only migrations, each in its own transaction.
+extension SQLiteRegistryStore {
+    /// The registry's own forward-only migrations, each in its own transaction. The format
+    /// version is the number of them applied; a file with migrations this list does not know
+    /// was written by a newer version and is refused.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: tenants, events, fleet ledger") { db in
@@ -53,6 +57,21 @@ extension TenantRegistry {
                 );
                 CREATE INDEX fleet_run_items_status ON fleet_run_items (run_id, status, position);
                 """)
+        }
+        migrator.registerMigration("v2: generations, registry record, released slugs") { db in
+            try db.execute(sql: """
+                ALTER TABLE tenants ADD COLUMN generation INTEGER NOT NULL DEFAULT 1;
+                CREATE TABLE registry_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                CREATE TABLE released_slugs (
+                    slug TEXT PRIMARY KEY NOT NULL,
+                    tenant_id INTEGER NOT NULL REFERENCES tenants (id),
+                    released_at REAL NOT NULL
+                );
+                """)
+            try db.execute(sql: "INSERT INTO registry_meta (key, value) VALUES (?, ?), (?, ?)", arguments: [
+                RegistryMeta.id, RegistryMeta.makeID(),
+                RegistryMeta.slugReuseDelay, String(RegistryMeta.defaultSlugReuseDelay.wholeMilliseconds),
+            ])
         }
         return migrator
     }

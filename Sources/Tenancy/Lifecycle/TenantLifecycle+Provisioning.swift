@@ -1,0 +1,243 @@
+import Foundation
+import Logging
+import Metrics
+import SchemaDB
+
+extension TenantLifecycle {
+    /// Onboards a tenant: claims a spare schema when one is ready (a registry change only),
+    /// and provisions a new schema otherwise. A tenant that exists is provisioned again if it
+    /// failed, taken over if an attempt was left half-way, and left alone if it is active.
+    func create(_ slug: TenantSlug, displayName: String?) async throws -> OnboardingReport {
+        let mode = try await mode()
+        let store = registry.store
+        if let existing = try await store.record(slug: slug.rawValue) {
+            return try await provision(slug, displayName: displayName, existing: existing, mode: mode)
+        }
+        let migrations = try requireMigrations()
+        do {
+            if let claimed = try await claimSpare(slug, displayName: displayName, migrations: migrations, mode: mode) { return claimed }
+            return try await provision(slug, displayName: displayName, existing: nil, mode: mode)
+        } catch let error as TenancyError where error.code == .slugTaken {
+            // Another process onboarded the same slug at the same moment.
+            guard let existing = try await store.record(slug: slug.rawValue) else { throw error }
+            return try await provision(slug, displayName: displayName, existing: existing, mode: mode)
+        }
+    }
+
+    // MARK: - Spares
+
+    /// Claims a spare at the current level, or brings the oldest spare up to it and claims
+    /// that one.
+    private func claimSpare(_ slug: TenantSlug, displayName: String?, migrations: TenantMigrations, mode: Mode) async throws -> OnboardingReport? {
+        let store = registry.store
+        let level = migrations.currentLevel
+        let verifying = if case .atomic = mode { true } else { false }
+        if let claimed = try await store.claimSpare(id: nil, at: level, slug: slug, displayName: displayName, verifyingSchemaExists: verifying) {
+            return try await claimedReport(claimed, appliedFiles: [])
+        }
+        let provisioner = Provisioner(pool: pool, migrations: migrations)
+        for spare in try await store.spares(limit: 3) where spare.level != level {
+            let applied: [String]
+            do {
+                applied = try await provisioner.migrate(try SQLIdentifier(spare.schema)).applied.map(\.filename)
+                if let level { try await store.recordLevel(id: spare.id, level: level, event: .migrated, detail: applied.joined(separator: ", ")) }
+            } catch {
+                logger.info("a spare could not be brought up to date; trying the next one", metadata: [
+                    TenancyLoggingKeys.tenantSchema: "\(spare.schema)", LoggingKeys.error: "\(error)",
+                ])
+                continue
+            }
+            if let claimed = try await store.claimSpare(id: spare.id, at: level, slug: slug, displayName: displayName, verifyingSchemaExists: verifying) {
+                return try await claimedReport(claimed, appliedFiles: applied)
+            }
+        }
+        return nil
+    }
+
+    private func claimedReport(_ claimed: TenantRecord, appliedFiles: [String]) async throws -> OnboardingReport {
+        claimedCounter.increment()
+        let tenant = try claimed.requireTenant()
+        await changed([tenant.slug.rawValue])
+        logger.info("tenant onboarded from a spare", metadata: [TenancyLoggingKeys.tenantSlug: "\(tenant.slug)", TenancyLoggingKeys.tenantSchema: "\(tenant.schema)"])
+        return OnboardingReport(tenant: tenant, outcome: .claimedSpare, appliedFiles: appliedFiles)
+    }
+
+    /// Provisions `count` spare schemas, `concurrency` at a time.
+    func fillSpares(count: Int, concurrency: Int) async throws -> [SpareSchema] {
+        let migrations = try requireMigrations()
+        let mode = try await mode()
+        if count > 0 {
+            let width = max(1, min(concurrency, pool.connectionLimit ?? concurrency))
+            _ = try await forEachConcurrently(0..<count, width: width) { _ in try await self.provisionSpare(migrations, mode: mode) }
+        }
+        return try await registry.spares()
+    }
+
+    private func provisionSpare(_ migrations: TenantMigrations, mode: Mode) async throws {
+        let provisioner = Provisioner(pool: pool, migrations: migrations)
+        let schema = try SQLIdentifier(makeSchemaName())
+        let created = TenantChange(state: .spare, level: migrations.currentLevel, event: .spareCreated)
+        var written: TenantRecord?
+        do {
+            let row = try await pool.database(schema: nil).withTransaction { tx in
+                _ = try await Provisioner.lock(schema.name, in: tx)
+                switch mode {
+                case .atomic(let store):
+                    _ = try await provisioner.create(schema, in: tx)
+                    let row = TenantRecord.new(slug: nil, displayName: nil, schema: schema.name, state: .spare, level: migrations.currentLevel)
+                    return try await store.session(in: tx).insert(row, event: .spareCreated, detail: nil)
+                case .stepwise(let store):
+                    let row = try await store.insert(.new(slug: nil, displayName: nil, schema: schema.name, state: .provisioning), event: .provisioning, detail: nil)
+                    written = row
+                    _ = try await provisioner.create(schema, in: tx)
+                    return row
+                }
+            }
+            if case .stepwise(let store) = mode { _ = try await recordCommitted(row, created, in: store) }
+        } catch {
+            let condition = try? await provisioner.condition(of: schema)
+            if condition?.isComplete == true {
+                // The commit went through; only its reply was lost.
+                if case .stepwise(let store) = mode, let written { _ = try await recordCommitted(written, created, in: store) }
+                return
+            }
+            if case .stepwise(let store) = mode, let written, case .absent? = condition { try? await store.remove(written) }
+            throw TenancyError(
+                code: .provisioningFailed,
+                message: condition == nil
+                    ? "provisioning a spare schema failed (\(error)) and whether it was committed is unknown; tenantctl doctor --fix settles it"
+                    : "provisioning a spare schema failed and was rolled back: \(error)",
+                underlying: error)
+        }
+    }
+
+    // MARK: - Provisioning
+
+    /// Provisions `slug` in one PostgreSQL transaction: the schema's provisioning lock, the
+    /// registry row, `CREATE SCHEMA` and the whole set (or the files a complete-but-behind
+    /// schema lacks), and, with the registry in the same database, the activation.
+    private func provision(_ slug: TenantSlug, displayName: String?, existing: TenantRecord?, mode: Mode) async throws -> OnboardingReport {
+        if let existing {
+            switch existing.state {
+            case .active:
+                return OnboardingReport(tenant: try existing.requireTenant(), outcome: .alreadyActive, appliedFiles: [])
+            case .suspended:
+                throw TenancyError(code: .tenantSuspended, message: "tenant \"\(slug)\" exists and is suspended; resume it instead", slug: slug.rawValue)
+            case .deleting, .deleted:
+                throw TenancyError(code: .tenantDeleted, message: "tenant \"\(slug)\" was deleted; choose another slug", slug: slug.rawValue)
+            case .provisioning, .failed, .spare:
+                break
+            }
+        }
+        let migrations = try requireMigrations()
+        let provisioner = Provisioner(pool: pool, migrations: migrations)
+        let schema = try SQLIdentifier(existing?.schema ?? makeSchemaName())
+        var written: TenantRecord?
+        do {
+            let (row, report, adopted) = try await pool.database(schema: nil).withTransaction { tx in
+                guard try await Provisioner.lock(schema.name, in: tx) else {
+                    throw TenancyError(code: .provisioningInProgress, message: "tenant \"\(slug)\" is being provisioned by another process; wait for it to finish", slug: slug.rawValue)
+                }
+                let writer: any RegistryWriter = switch mode {
+                case .atomic(let store): try store.session(in: tx)
+                case .stepwise(let store): store
+                }
+                var row: TenantRecord
+                if let existing {
+                    // A failed tenant is retried; a row left provisioning by a dead attempt is taken over.
+                    row = existing.state == .provisioning
+                        ? existing
+                        : try await writer.update(existing, TenantChange(state: .provisioning, lastError: .some(nil), event: .provisioning, detail: "retry"))
+                } else {
+                    row = try await writer.insert(.new(slug: slug.rawValue, displayName: displayName, schema: schema.name, state: .provisioning), event: .provisioning, detail: nil)
+                }
+                written = row
+                let report: MigrationReport
+                let adopted: Bool
+                switch try await provisioner.condition(of: schema, on: tx) {
+                case .absent:
+                    (report, adopted) = (try await provisioner.create(schema, in: tx), false)
+                case .present(let status) where status.changed.isEmpty && status.missing.isEmpty:
+                    (report, adopted) = (try await provisioner.complete(schema, in: tx), true)
+                case .present:
+                    throw TenancyError(
+                        code: .provisioningFailed,
+                        message: "schema \(schema.name) of tenant \"\(slug)\" exists but its migrations do not match the migration set; check it with tenantctl doctor",
+                        slug: slug.rawValue)
+                }
+                if case .atomic = mode { row = try await writer.update(row, Self.activation(migrations, adopted: adopted)) }
+                return (row, report, adopted)
+            }
+            let active = switch mode {
+            case .atomic: row
+            case .stepwise(let store): try await recordCommitted(row, Self.activation(migrations, adopted: adopted), in: store)
+            }
+            return try await activated(active, outcome: adopted ? .adopted : .provisioned, appliedFiles: report.applied.map(\.filename))
+        } catch let error as TenancyError where Self.settledElsewhere.contains(error.code) {
+            throw error
+        } catch {
+            return try await settleFailedProvisioning(slug, schema: schema, existing: existing, written: written, mode: mode, migrations: migrations, error: error)
+        }
+    }
+
+    /// After a provisioning transaction that threw: reports success if it committed after all
+    /// (its reply was lost), and otherwise records the tenant `failed`.
+    private func settleFailedProvisioning(
+        _ slug: TenantSlug, schema: SQLIdentifier, existing: TenantRecord?, written: TenantRecord?, mode: Mode, migrations: TenantMigrations, error: any Error
+    ) async throws -> OnboardingReport {
+        let store = registry.store
+        let unknown = TenancyError(
+            code: .databaseFailed,
+            message: "provisioning tenant \"\(slug)\" failed (\(error)) and whether it was committed is unknown; run the same command again to finish or retry it",
+            slug: slug.rawValue, underlying: error)
+        let failed = TenantChange(state: .failed, lastError: .some("\(error)"), event: .failed, detail: "\(error)")
+        switch mode {
+        case .atomic:
+            // The registry row commits with the schema: it tells whether the commit happened.
+            let now: TenantRecord?
+            do { now = try await store.record(slug: slug.rawValue) } catch { throw unknown }
+            if let now, now.state == .active, now.schema == schema.name {
+                return try await activated(now, outcome: existing == nil ? .provisioned : .adopted, appliedFiles: [])
+            }
+            if let now, now.state == .failed || now.state == .provisioning {
+                _ = try? await store.update(now, failed)
+            } else if now == nil {
+                var row = TenantRecord.new(slug: slug.rawValue, displayName: nil, schema: schema.name, state: .failed)
+                row.lastError = "\(error)"
+                _ = try? await store.insert(row, event: .failed, detail: "\(error)")
+            }
+        case .stepwise:
+            guard let written else { throw error }
+            guard let condition = try? await Provisioner(pool: pool, migrations: migrations).condition(of: schema) else { throw unknown }
+            if condition.isComplete {
+                let active = try await recordCommitted(written, Self.activation(migrations, adopted: true), in: store)
+                return try await activated(active, outcome: .adopted, appliedFiles: [])
+            }
+            _ = try? await store.update(written, failed)
+        }
+        await changed([slug.rawValue])
+        failedCounter.increment()
+        logger.debug("provisioning failed", metadata: [TenancyLoggingKeys.tenantSlug: "\(slug)", LoggingKeys.error: "\(error)"])
+        throw TenancyError(
+            code: .provisioningFailed,
+            message: "provisioning tenant \"\(slug)\" failed and was rolled back: \(error); fix the cause and provision again",
+            slug: slug.rawValue, underlying: error)
+    }
+
+    /// Errors that mean another process holds the slug or the attempt: nothing to record.
+    private static let settledElsewhere: Set<TenancyError.Code> = [.provisioningInProgress, .slugTaken, .slugRecentlyReleased, .concurrentChange]
+
+    private static func activation(_ migrations: TenantMigrations, adopted: Bool) -> TenantChange {
+        TenantChange(state: .active, level: migrations.currentLevel, lastError: .some(nil), event: adopted ? .adopted : .provisioned)
+    }
+
+    private func activated(_ record: TenantRecord, outcome: OnboardingReport.Outcome, appliedFiles: [String]) async throws -> OnboardingReport {
+        let tenant = try record.requireTenant()
+        await changed([tenant.slug.rawValue])
+        if outcome == .provisioned { provisionedCounter.increment() }
+        logger.info(outcome == .adopted ? "adopted the schema of an interrupted provisioning" : "tenant provisioned", metadata: [
+            TenancyLoggingKeys.tenantSlug: "\(tenant.slug)", TenancyLoggingKeys.tenantSchema: "\(tenant.schema)",
+        ])
+        return OnboardingReport(tenant: tenant, outcome: outcome, appliedFiles: appliedFiles)
+    }
+}

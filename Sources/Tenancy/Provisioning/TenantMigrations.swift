@@ -1,0 +1,39 @@
+import SchemaDB
+
+/// What there is to know about the tenant migration set: the files, their module, the level a
+/// fully migrated schema is at, how to build a migrator, and the advisory-lock keys. The
+/// provisioner, onboarding, reconcile and the fleet all use this one value.
+struct TenantMigrations: Sendable {
+    let set: MigrationSet
+    let module: String
+    /// The longest wait for a schema's migration lock and for each table lock.
+    let lockTimeout: Duration
+    /// The level a fully migrated schema is at; `nil` for an empty set.
+    let currentLevel: MigrationLevel?
+
+    init(set: MigrationSet, module: String, lockTimeout: Duration) {
+        self.set = set
+        self.module = module
+        self.lockTimeout = lockTimeout
+        self.currentLevel = set.latest.map { MigrationLevel(lastFile: $0.filename, setChecksum: set.checksum) }
+    }
+
+    /// A migrator of the set for `db`'s schema, which must exist.
+    func migrator(for db: SchemaDatabase, lockTimeout: Duration? = nil) throws -> SchemaMigrator {
+        var options = SchemaMigrator.Options()
+        options.lockTimeout = lockTimeout ?? self.lockTimeout
+        options.createsSchema = false
+        return try SchemaMigrator(database: db, migrations: set, module: module, options: options)
+    }
+
+    /// The advisory lock a provisioning holds on a schema from the first registry write to
+    /// the last, so that reconcile leaves the attempt alone.
+    static func provisioningLockKey(_ schema: String) -> Int64 {
+        AdvisoryLockKey.make("tenancy.provision", schema)
+    }
+
+    /// The fleet lock of the tenants with this schema prefix.
+    func fleetLockKey(schemaPrefix: String) -> Int64 {
+        AdvisoryLockKey.make("tenancy.fleet", schemaPrefix, module)
+    }
+}
