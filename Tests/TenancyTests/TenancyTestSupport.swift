@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Logging
 import SchemaDB
 import SchemaDBTesting
@@ -23,7 +24,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 /// test's prefix.
 struct TenancyFixture {
     let directory: URL
-    let pool: DatabasePool
+    let pool: SchemaDB.DatabasePool
     let store: StoreKind
     /// The schema prefix of this test's tenants, unique so that tests running at once never
     /// share a fleet lock or see each other's schemas.
@@ -59,7 +60,7 @@ struct TenancyFixture {
 
     /// A `Tenancy` over the test pool, as one process would have. It does not listen for
     /// changes unless `configure` says so (and the test runs it).
-    func makeTenancy(pool: DatabasePool? = nil, configure: (inout Tenancy.Configuration) -> Void = { _ in }) throws -> Tenancy {
+    func makeTenancy(pool: SchemaDB.DatabasePool? = nil, configure: (inout Tenancy.Configuration) -> Void = { _ in }) throws -> Tenancy {
         var configuration = Tenancy.Configuration()
         configuration.registry = registryLocation
         configuration.migrationsDirectory = migrationsURL
@@ -90,6 +91,38 @@ struct TenancyFixture {
         try await pool.database(schema: nil).withTransaction { tx in _ = try await provisioner.create(try SQLIdentifier(schema), in: tx) }
     }
 
+    /// Sets the registry's slug reuse delay, for tests that wait it out. Call it after the
+    /// registry exists and before the `Tenancy` instances that should see it are made.
+    func setSlugReuseDelay(_ delay: Duration) async throws {
+        let milliseconds = String(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        switch store {
+        case .sqlite:
+            try await DatabaseQueue(path: registryPath).write { db in
+                try db.execute(sql: "UPDATE registry_meta SET value = ? WHERE key = 'slug_reuse_delay_ms'", arguments: [milliseconds])
+            }
+        case .postgres:
+            try await pool.database(schema: try SQLIdentifier(registrySchema)).execute(
+                "UPDATE {{tables.registry_meta}} SET value = $1 WHERE key = 'slug_reuse_delay_ms'", milliseconds)
+        }
+    }
+
+    /// Runs `body` with a `Tenancy` as another process serving tenants would have: its own
+    /// connections, running and listening for changes.
+    func withServer<Result: Sendable>(configure: (inout Tenancy.Configuration) -> Void = { _ in }, _ body: (Tenancy) async throws -> Result) async throws -> Result {
+        try await TestPostgres.withPool { pool in
+            let server = try makeTenancy(pool: SchemaDB.DatabasePool(borrowing: pool.client, maximumConnections: 8, logger: Self.silent)) {
+                $0.listensForChanges = true
+                configure(&$0)
+            }
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await server.run() }
+                defer { group.cancelAll() }
+                try await eventually("the server listens for changes") { server.directory.isListeningForChanges }
+                return try await body(server)
+            }
+        }
+    }
+
     /// The test's registry row of `slug`.
     func record(_ slug: String) async throws -> TenantRecord? {
         try await openRegistry().ready().record(slug: slug)
@@ -116,5 +149,33 @@ struct TenancyFixture {
         for schema in ((try? await existingSchemas()) ?? []) + [registrySchema] {
             if let schema = try? SQLIdentifier(schema) { try? await pool.database(schema: schema).dropSchema(cascade: true) }
         }
+    }
+}
+
+/// Waits until `condition` holds, checking every 10 ms, and fails after `timeout`.
+/// - Returns: How long it took.
+@discardableResult
+func eventually(_ what: String, timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws -> Duration {
+    let start = ContinuousClock.now
+    while !(try await condition()) {
+        guard ContinuousClock.now - start < timeout else {
+            throw TimedOut(description: "\(what) did not happen within \(timeout)")
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return ContinuousClock.now - start
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// The code of the error `body` throws, or `nil` when it returns.
+func errorCode(_ body: () async throws -> Any) async -> TenancyError.Code? {
+    do {
+        _ = try await body()
+        return nil
+    } catch {
+        return (error as? TenancyError)?.code
     }
 }

@@ -25,6 +25,7 @@ extension SchemaDatabase {
             }
         }
         guard case .connection(let connection, _) = scope else { preconditionFailure("a transaction is bound to a connection") }
+        try Self.checkOpen(connection)
         let description = "COPY \(schema.map { $0.quoted + "." } ?? "")\(tableName.quoted) FROM STDIN"
 
         // postgres-nio quotes the table as one identifier, so the schema comes from search_path,

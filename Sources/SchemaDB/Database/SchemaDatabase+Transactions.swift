@@ -37,7 +37,7 @@ extension SchemaDatabase {
         case .connection(let connection, nil):
             return try await runTransaction(on: connection, isolation: isolation, readOnly: readOnly, body)
         case .pool:
-            return try await pool.client.withConnection { connection in
+            return try await pool.withOpenConnection { connection in
                 try await runTransaction(on: connection, isolation: isolation, readOnly: readOnly, body)
             }
         }
@@ -51,7 +51,7 @@ extension SchemaDatabase {
     @discardableResult
     public func withConnection<Result>(_ body: (SchemaDatabase) async throws -> sending Result) async throws -> sending Result {
         if case .connection = scope { return try await body(self) }
-        return try await pool.client.withConnection { connection in
+        return try await pool.withOpenConnection { connection in
             try await body(bound(to: connection, transactionDepth: nil))
         }
     }
@@ -110,6 +110,7 @@ extension SchemaDatabase {
     private func control(_ sql: String, on connection: PostgresConnection) async throws {
         do {
             try await instrumented(sql) {
+                try Self.checkOpen(connection)
                 _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
             }
         } catch var error as SchemaDBError where error.code == .queryFailed {
@@ -122,6 +123,8 @@ extension SchemaDatabase {
     /// Rolls back the transaction, or to `savepoint`. When that fails the connection's state is
     /// unknown, so it is closed rather than returned to the pool half-way through a transaction.
     private func rollback(on connection: PostgresConnection, to savepoint: String?) async {
+        // A closed connection has no transaction left to roll back.
+        guard !connection.isClosed else { return }
         let sql = savepoint.map { "ROLLBACK TO SAVEPOINT \($0)" } ?? "ROLLBACK"
         do {
             _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()

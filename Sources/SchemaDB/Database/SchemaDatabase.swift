@@ -75,8 +75,9 @@ public struct SchemaDatabase: Sendable {
         try await instrumented(query.sql) {
             switch scope {
             case .pool:
-                return try await pool.client.query(query, logger: logger).collect()
+                return try await pool.withOpenConnection { connection in try await connection.query(query, logger: logger).collect() }
             case .connection(let connection, _):
+                try Self.checkOpen(connection)
                 return try await connection.query(query, logger: logger).collect()
             }
         }
@@ -104,10 +105,21 @@ public struct SchemaDatabase: Sendable {
     func onConnection<Result>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> sending Result {
         switch scope {
         case .connection(let connection, _):
+            try Self.checkOpen(connection)
             return try await body(connection)
         case .pool:
-            return try await pool.client.withConnection { connection in try await body(connection) }
+            return try await pool.withOpenConnection { connection in try await body(connection) }
         }
+    }
+}
+
+extension SchemaDatabase {
+    /// Refuses to use a connection that closed, such as one whose server went away in the
+    /// middle of a transaction: postgres-nio never answers a query written to a closed
+    /// connection, so the caller would wait forever.
+    static func checkOpen(_ connection: PostgresConnection) throws {
+        guard connection.isClosed else { return }
+        throw SchemaDBError(code: .connectionFailed, message: "the connection to the server was lost; a transaction on it was rolled back by the server unless its COMMIT had been sent")
     }
 }
 

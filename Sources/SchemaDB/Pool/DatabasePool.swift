@@ -80,6 +80,31 @@ public final class DatabasePool: Service, Sendable {
     /// The pool's connection limit, when known.
     public var connectionLimit: Int? { maximumConnections }
 
+    /// Leases a connection for `body`, giving back any connection that is already closed.
+    ///
+    /// The pool can hand out a connection whose server went away a moment ago, before it has
+    /// heard of the close; postgres-nio never answers a query written to such a connection,
+    /// so it is never used.
+    package func withOpenConnection<Result>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> sending Result {
+        var closedLeases = 0
+        while true {
+            do {
+                return try await client.withConnection { connection in
+                    guard !connection.isClosed else { throw ClosedLease() }
+                    return try await body(connection)
+                }
+            } catch is ClosedLease {
+                closedLeases += 1
+                guard closedLeases <= 10 else {
+                    throw SchemaDBError(code: .connectionFailed, message: "the pool kept handing out connections that had closed; the server went away")
+                }
+                try await Task.sleep(for: .milliseconds(closedLeases))
+            }
+        }
+    }
+
+    private struct ClosedLease: Error {}
+
     /// A handle bound to `schema`. Creating one costs nothing and opens no connection.
     public func database(schema: SQLIdentifier?) -> SchemaDatabase {
         SchemaDatabase(pool: self, schema: schema, logger: logger)

@@ -40,7 +40,7 @@ struct ChangeListener: Sendable {
     }
 
     private func listen(onListening: () -> Void) async throws {
-        try await pool.client.withConnection { connection in
+        try await pool.withOpenConnection { connection in
             try await connection.listen(on: channel) { notifications in
                 directory.listenerStarted()
                 onListening()
@@ -64,7 +64,11 @@ struct ChangeListener: Sendable {
         while true {
             try await Task.sleep(for: heartbeat)
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { _ = try await connection.query("SELECT 1", logger: logger).collect() }
+                group.addTask {
+                    // A query written to a closed connection is never answered: do not write one.
+                    guard !connection.isClosed else { throw HeartbeatTimedOut() }
+                    _ = try await connection.query("SELECT 1", logger: logger).collect()
+                }
                 group.addTask {
                     try await Task.sleep(for: heartbeat)
                     try? await connection.close()

@@ -186,7 +186,7 @@ struct SchemaMigratorTests {
     }
 
     @Test func aHeldLockTimesOutWithAClearErrorAndOtherSchemasDoNotWait() async throws {
-        let slow = try MigrationDirectory(["001_slow.sql": "CREATE TABLE {{tables.t}} (id int);\nSELECT pg_sleep(2.5);"])
+        let slow = try MigrationDirectory(["001_slow.sql": "CREATE TABLE {{tables.t}} (id int);\nSELECT pg_sleep(4);"])
         let fast = try MigrationDirectory(["001_fast.sql": "CREATE TABLE {{tables.t}} (id int);"])
         defer { slow.remove(); fast.remove() }
         try await withTestSchema { pool, busy in

@@ -1,0 +1,150 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A TCP proxy in front of a PostgreSQL server, for fault tests. It forwards bytes both ways
+/// and, once armed, lets a `COMMIT` through to the server and cuts the client's connection
+/// before the answer comes back: the transaction commits, and the client never hears of it.
+///
+/// ```swift
+/// let proxy = try await FaultProxy.start(upstreamHost: "127.0.0.1", upstreamPort: 5432)
+/// proxy.loseNextCommitReply(after: "CREATE SCHEMA")
+/// // connect to 127.0.0.1:proxy.port ...
+/// try await proxy.close()
+/// ```
+public final class FaultProxy: Sendable {
+    /// The local port clients connect to.
+    public let port: Int
+    private let listener: any Channel
+    private let faults: Faults
+
+    final class Faults: Sendable {
+        struct State {
+            var armedMarker: String?? = .none
+            var commitRepliesLost = 0
+        }
+
+        let state = Mutex(State())
+
+        /// Whether the connection that has sent `sent` (including `chunk`) should lose the
+        /// reply to the `COMMIT` in `chunk`; disarms when it says yes.
+        func cutsAfter(_ chunk: [UInt8], sent: [UInt8]) -> Bool {
+            guard chunk.containsSubsequence(FaultProxy.commitBytes) else { return false }
+            return state.withLock { state in
+                guard case .some(let marker) = state.armedMarker else { return false }
+                if let marker, !sent.containsSubsequence(Array(marker.utf8)) { return false }
+                state.armedMarker = .none
+                state.commitRepliesLost += 1
+                return true
+            }
+        }
+    }
+
+    /// `COMMIT` as an extended-protocol Parse message carries it: the text and its terminating NUL.
+    static let commitBytes = Array("COMMIT".utf8) + [0]
+
+    private init(port: Int, listener: any Channel, faults: Faults) {
+        self.port = port
+        self.listener = listener
+        self.faults = faults
+    }
+
+    /// Starts a proxy on a free loopback port, forwarding to `upstreamHost:upstreamPort`.
+    public static func start(upstreamHost: String, upstreamPort: Int) async throws -> FaultProxy {
+        let faults = Faults()
+        let group = MultiThreadedEventLoopGroup.singleton
+        let listener = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelInitializer { inbound in
+                ClientBootstrap(group: inbound.eventLoop)
+                    .connect(host: upstreamHost, port: upstreamPort)
+                    .flatMap { outbound in
+                        let fromClient = Relay(peer: outbound, faults: faults, inspectsCommits: true)
+                        let fromServer = Relay(peer: inbound, faults: faults, inspectsCommits: false)
+                        return inbound.pipeline.addHandler(fromClient)
+                            .and(outbound.pipeline.addHandler(fromServer))
+                            .flatMap { _ in inbound.setOption(.autoRead, value: true) }
+                    }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        guard let port = listener.localAddress?.port else { throw ChannelError.unknownLocalAddress }
+        return FaultProxy(port: port, listener: listener, faults: faults)
+    }
+
+    /// Arms the proxy: the next `COMMIT` sent on a connection that has sent `marker` before
+    /// (any connection when `nil`) reaches the server, and the client's connection is closed
+    /// before the server's answer. Fires once.
+    public func loseNextCommitReply(after marker: String? = nil) {
+        faults.state.withLock { $0.armedMarker = .some(marker) }
+    }
+
+    /// How many `COMMIT` replies were lost so far.
+    public var commitRepliesLost: Int { faults.state.withLock { $0.commitRepliesLost } }
+
+    /// Stops accepting connections. Connections already open stay until their ends close them.
+    public func close() async throws {
+        try await listener.close()
+    }
+
+    /// Forwards what one side reads to the other side.
+    private final class Relay: ChannelInboundHandler, @unchecked Sendable {
+        // @unchecked: NIO calls a handler on its channel's event loop only; `sent` and `cut`
+        // are touched there alone, and `peer` is a Channel, which is thread-safe.
+        typealias InboundIn = ByteBuffer
+
+        let peer: any Channel
+        let faults: Faults
+        let inspectsCommits: Bool
+        private var sent: [UInt8] = []
+        private var cut = false
+
+        init(peer: any Channel, faults: Faults, inspectsCommits: Bool) {
+            self.peer = peer
+            self.faults = faults
+            self.inspectsCommits = inspectsCommits
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = Self.unwrapInboundIn(data)
+            guard !cut else { return }
+            if inspectsCommits {
+                let chunk = Array(buffer.readableBytesView)
+                sent += chunk
+                if faults.cutsAfter(chunk, sent: sent) {
+                    cut = true
+                    let client = context.channel
+                    let server = peer
+                    // The server gets the COMMIT; the client's connection ends before the answer.
+                    // The server's side is closed a moment later, after it committed.
+                    peer.writeAndFlush(buffer).whenComplete { _ in
+                        client.close(promise: nil)
+                        server.eventLoop.scheduleTask(in: .milliseconds(500)) { server.close(promise: nil) }
+                    }
+                    return
+                }
+            }
+            peer.writeAndFlush(buffer, promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            peer.close(promise: nil)
+            context.fireChannelInactive()
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            context.close(promise: nil)
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    func containsSubsequence(_ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, count >= needle.count else { return false }
+        for start in 0...(count - needle.count) where self[start] == needle[0] {
+            if self[start..<(start + needle.count)].elementsEqual(needle) { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import Logging
+import SchemaDB
+import SchemaDBTesting
+import Testing
+@testable import Tenancy
+
+/// Failures seen in the field: each test fails without the repair it names.
+@Suite(integration, .timeLimit(.minutes(2)))
+struct RepairTests {
+    /// A `Tenancy` whose connections go through a proxy that can lose a COMMIT's answer.
+    func withProxiedTenancy(_ fixture: TenancyFixture, _ body: (Tenancy, FaultProxy) async throws -> Void) async throws {
+        let direct = try TestPostgres.makeTestConfiguration()
+        let proxy = try await FaultProxy.start(upstreamHost: direct.host, upstreamPort: direct.port)
+        var proxied = direct
+        proxied.host = "127.0.0.1"
+        proxied.port = proxy.port
+        do {
+            try await TestPostgres.withPool(configuration: proxied) { pool in
+                let tenancy = try fixture.makeTenancy(pool: DatabasePool(borrowing: pool.client, maximumConnections: proxied.maximumConnections, logger: TenancyFixture.silent))
+                _ = try await tenancy.ready()
+                try await body(tenancy, proxy)
+            }
+        } catch {
+            try? await proxy.close()
+            throw error
+        }
+        try await proxy.close()
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aProvisioningWhoseCommitAnswerWasLostIsAdoptedNotFailed(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            try await withProxiedTenancy(fixture) { tenancy, proxy in
+                proxy.loseNextCommitReply(after: "CREATE SCHEMA")
+                let report = try await tenancy.create("acme")
+                #expect(proxy.commitRepliesLost == 1)
+                #expect(report.tenant.state == .active)
+                #expect([.adopted, .provisioned].contains(report.outcome))
+                #expect(try await fixture.existingSchemas() == [report.tenant.schema])
+                #expect(try await tenancy.database(for: "acme").tableExists("invoices"))
+                #expect(try await tenancy.create("acme").outcome == .alreadyActive)
+                #expect(try await tenancy.reconcile().isClean)
+            }
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aSpareWhoseCommitAnswerWasLostIsKept(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            try await withProxiedTenancy(fixture) { tenancy, proxy in
+                proxy.loseNextCommitReply(after: "CREATE SCHEMA")
+                let spares = try await tenancy.fillSpares(count: 1)
+                #expect(proxy.commitRepliesLost == 1)
+                #expect(spares.count == 1)
+                #expect(try await fixture.existingSchemas() == spares.map(\.schema))
+                #expect(try await tenancy.reconcile().isClean)
+            }
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aFailedTenantWhoseSchemaIsCompleteIsAdoptedByRetryAndByReconcile(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let tenancy = try fixture.makeTenancy()
+            let registry = try await tenancy.registry.ready()
+            // What a lost answer left before the repair: a complete schema beside a failed row.
+            for slug in ["acme", "globex"] {
+                var row = TenantRecord.new(slug: slug, displayName: nil, schema: fixture.schemaPrefix + slug, state: .failed)
+                row.lastError = "connection closed"
+                _ = try await registry.insert(row, event: .failed, detail: nil)
+                try await fixture.commitSchema(row.schema, like: tenancy)
+            }
+            let retried = try await tenancy.create("acme")
+            #expect(retried.outcome == .adopted && retried.tenant.state == .active && retried.tenant.lastError == nil)
+
+            let report = try await tenancy.reconcile(fix: true)
+            #expect(report.findings.map(\.kind) == [.failedWithSchema])
+            #expect(report.isClean)
+            #expect(try await tenancy.tenant("globex")?.state == .active)
+            #expect(try await tenancy.database(for: "globex").tableExists("invoices"))
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func reconcileLeavesARunningProvisioningAlone(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            try fixture.writeMigration("003_slow.sql", "SELECT pg_sleep(1.5);")
+            let creator = try fixture.makeTenancy()
+            let doctor = try fixture.makeTenancy()
+            _ = try await doctor.ready()
+            async let created = creator.create("acme")
+            // Let the provisioning get into its transaction, then repair around it.
+            try await Task.sleep(for: .milliseconds(500))
+            let report = try await doctor.reconcile(fix: true)
+            #expect(report.findings.filter(\.fixed).isEmpty)
+            let outcome = try await created
+            #expect(outcome.outcome == .provisioned && outcome.tenant.state == .active)
+            #expect(try await doctor.reconcile().isClean)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func reconcileNeverLowersALevelANewerReleaseRecorded(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id int);")
+            let newer = try fixture.makeTenancy()
+            try await newer.create("acme")
+            let level = try #require(newer.currentLevel)
+            try FileManager.default.removeItem(at: fixture.migrationsURL.appendingPathComponent("003_notes.sql"))
+            let older = try fixture.makeTenancy()
+
+            let report = try await older.reconcile(fix: true)
+            #expect(report.findings.map(\.kind) == [.unknownFiles])
+            #expect(report.findings.first?.detail.contains("003_notes.sql") == true)
+            #expect(try await older.tenant("acme")?.migrationLevel == level)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func reconcileDiscardsASpareWithoutSchemaThatTookPartInAFleetRun(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let tenancy = try fixture.makeTenancy()
+            let spare = try #require(try await tenancy.fillSpares(count: 1).first)
+            let run = try await tenancy.migrateAllTenants()
+            try await fixture.pool.database(schema: try SQLIdentifier(spare.schema)).dropSchema(cascade: true)
+
+            let report = try await tenancy.reconcile(fix: true)
+            #expect(report.findings.map(\.kind) == [.missingSchema])
+            #expect(report.isClean)
+            #expect(try await tenancy.registry.spares().isEmpty)
+            #expect(try await tenancy.registry.fleetRunItems(runID: run.run.id).map(\.schema) == [spare.schema])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aTenancyRefusesARegistryOfAnotherPrefixOrDatabaseAndChangesNothing(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let tenancy = try fixture.makeTenancy()
+            try await tenancy.fillSpares(count: 2)
+            let otherPrefix = try fixture.makeTenancy { $0.schemaPrefix = "other_" }
+            await #expect { try await otherPrefix.reconcile(fix: true) } throws: { error in
+                (error as? TenancyError)?.code == .registryMismatch && "\(error)".contains(fixture.schemaPrefix)
+            }
+            try await TestPostgres.withTemporaryDatabase(pool: fixture.pool) { config in
+                try await TestPostgres.withPool(configuration: config) { otherDatabase in
+                    // A PostgreSQL registry lives in its database: reach the same registry from the other one.
+                    let sameRegistry = try TestPostgres.makeTestConfiguration()
+                    let borrowed = DatabasePool(borrowing: otherDatabase.client, maximumConnections: 8, logger: TenancyFixture.silent)
+                    let elsewhere = try fixture.makeTenancy(pool: borrowed) {
+                        if store == .postgres { $0.registry = .postgres(sameRegistry, schema: fixture.registrySchema) }
+                    }
+                    // A registry in another database has a pool of its own, which runs with the Tenancy.
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { await elsewhere.run() }
+                        defer { group.cancelAll() }
+                        await #expect { try await elsewhere.reconcile(fix: true) } throws: { error in
+                            (error as? TenancyError)?.code == .registryMismatch && "\(error)".contains(config.effectiveDatabase)
+                        }
+                    }
+                }
+            }
+            #expect(try await tenancy.registry.spares().count == 2)
+            #expect(try await fixture.existingSchemas().count == 2)
+        }
+    }
+}
