@@ -125,8 +125,18 @@ struct CLIFixture {
         try await start(arguments: arguments, environment: environment).result()
     }
 
+    @discardableResult
+    func run(arguments: [String], environment: [String: String] = [:]) async throws -> CLIResult {
+        try await start(arguments: arguments, environment: environment).result()
+    }
+
     /// Runs `tenantctl` with `--json`, expecting exit 0, and returns its JSON object.
     func json(_ arguments: String...) async throws -> [String: Any] {
+        try await json(arguments: arguments)
+    }
+
+    /// Runs `tenantctl` with `--json`, expecting exit 0, and returns its JSON object.
+    func json(arguments: [String]) async throws -> [String: Any] {
         let result = try await start(arguments: arguments + ["--json"]).result()
         #expect(result.status == 0, "tenantctl \(arguments.joined(separator: " ")) exited \(result.status): \(result.stderr)")
         return try result.object()
