@@ -10,9 +10,9 @@ import Tenancy
 @main
 struct TenancyBench: AsyncParsableCommand {
     enum Scenario: String, CaseIterable, ExpressibleByArgument {
-        case provision, fleet, query, onboarding, directory, registry, scale
+        case provision, fleet, query, onboarding, claimers, invalidation, directory, registry, scale
 
-        static let defaults: [Scenario] = [.provision, .fleet, .query, .onboarding, .directory, .registry]
+        static let defaults: [Scenario] = [.provision, .fleet, .query, .onboarding, .claimers, .invalidation, .directory, .registry]
     }
 
     static let configuration = CommandConfiguration(
@@ -50,6 +50,9 @@ struct TenancyBench: AsyncParsableCommand {
     @Option(help: "Tenants in the registry scenario.")
     var registryRows = 100_000
 
+    @Option(help: "Rounds of the invalidation scenario; each changes one tenant four times.")
+    var invalidationRounds = 25
+
     @Option(help: "The tenant migration set.")
     var migrations = "tenant-migrations"
 
@@ -69,6 +72,16 @@ struct TenancyBench: AsyncParsableCommand {
     @Flag(help: .private)
     var emitScenarioResults = false
 
+    /// Set for the other process of the invalidation scenario, with its registry.
+    @Flag(help: .private)
+    var invalidationWatcher = false
+    @Option(help: .private)
+    var watcherStore: String?
+    @Option(help: .private)
+    var watcherRegistry: String?
+    @Option(help: .private)
+    var watcherSchemaPrefix: String?
+
     /// The scenarios to run, each once, scale last: it runs in a process of its own (its peak
     /// memory is its own) after the others (the catalog it leaves does not weigh on them).
     var selectedScenarios: [Scenario] {
@@ -81,7 +94,7 @@ struct TenancyBench: AsyncParsableCommand {
 
     func validate() throws {
         for (name, value) in [("tenants", tenants), ("concurrency", concurrency), ("scale-tenants", scaleTenants), ("query-calls", queryCalls),
-                              ("directory-tenants", directoryTenants), ("registry-rows", registryRows)] where value < 1 {
+                              ("directory-tenants", directoryTenants), ("registry-rows", registryRows), ("invalidation-rounds", invalidationRounds)] where value < 1 {
             throw ValidationError("--\(name) must be at least 1, not \(value)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
@@ -100,7 +113,7 @@ struct TenancyBench: AsyncParsableCommand {
             return handler
         }
         do {
-            try await measureAll()
+            if invalidationWatcher { try await watch() } else { try await measureAll() }
         } catch let error as ValidationError {
             throw error
         } catch {
@@ -136,7 +149,12 @@ struct TenancyBench: AsyncParsableCommand {
             case .provision: results.append(try await ProvisionScenario.run(context))
             case .fleet: results.append(try await FleetScenario.run(context))
             case .query: results.append(try await QueryOverheadScenario.run(context))
-            case .onboarding: results.append(try await OnboardingScenario.run(context))
+            case .onboarding:
+                for store in BenchStore.allCases { results.append(try await OnboardingScenario.run(context, store: store)) }
+            case .claimers:
+                for store in BenchStore.allCases { results.append(try await ClaimersScenario.run(context, store: store)) }
+            case .invalidation:
+                for store in BenchStore.allCases { results.append(try await InvalidationScenario.run(context, store: store, rounds: invalidationRounds)) }
             case .directory: results.append(try await DirectoryScenario.run(context))
             case .registry: results.append(try await RegistryScenario.run(context))
             case .scale: results.append(emitScenarioResults ? try await ScaleScenario.run(context) : try await runInChildProcess(.scale, context))
@@ -161,6 +179,28 @@ struct TenancyBench: AsyncParsableCommand {
         let json = try report.json() + Data("\n".utf8)
         FileHandle.standardOutput.write(json)
         if let output { try json.write(to: URL(fileURLWithPath: output)) }
+    }
+
+    /// The other process of the invalidation scenario: a running, listening `Tenancy` over the
+    /// registry the scenario names, answering on standard output.
+    private func watch() async throws {
+        guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], let watcherRegistry, let watcherSchemaPrefix,
+              let store = watcherStore.flatMap(BenchStore.init(rawValue:))
+        else { throw ValidationError("--invalidation-watcher needs DATABASE_URL, --watcher-store, --watcher-registry and --watcher-schema-prefix") }
+        var config = try DatabaseConfig(url: url)
+        config.retry = .none
+        config.maximumConnections = 4
+        var configuration = Tenancy.Configuration()
+        configuration.registry = store == .sqlite ? .sqlite(path: watcherRegistry) : .postgres(schema: watcherRegistry)
+        configuration.createsRegistry = false
+        configuration.migrationsDirectory = nil
+        configuration.schemaPrefix = watcherSchemaPrefix
+        let tenancy = try Tenancy(databaseConfig: config, configuration: configuration, logger: Logger(label: "tenancy-bench.watcher"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await tenancy.run() }
+            defer { group.cancelAll() }
+            try await InvalidationWatcher.serve(tenancy)
+        }
     }
 
     /// Runs `scenario` in a new process of this benchmark, so that its memory figures are its

@@ -15,7 +15,7 @@ struct TenancyBenchTests {
         try await CLIFixture.run { cli in
             let output = cli.directory.appendingPathComponent("bench.json")
             let result = try await cli.start(arguments: [
-                "--tenants", "3", "--concurrency", "2", "--query-calls", "500", "--directory-tenants", "100", "--registry-rows", "500",
+                "--tenants", "3", "--concurrency", "2", "--query-calls", "500", "--directory-tenants", "100", "--registry-rows", "500", "--invalidation-rounds", "2",
                 "--scale", "--scale-tenants", "4", "--migrations", Self.repositoryMigrations,
                 "--work-dir", cli.directory.appendingPathComponent("work").path, "--output", output.path,
             ], executable: Self.binary).result()
@@ -23,7 +23,10 @@ struct TenancyBenchTests {
 
             let report = try result.object()
             let scenarios = try #require(report["scenarios"] as? [String: [String: Double]])
-            #expect(Set(scenarios.keys) == ["provision", "fleet", "query", "onboarding", "directory", "registry", "scale"])
+            #expect(Set(scenarios.keys) == [
+                "provision", "fleet", "query", "onboarding", "onboarding_postgres", "claimers_sqlite", "claimers_postgres",
+                "invalidation_sqlite", "invalidation_postgres", "directory", "registry", "scale",
+            ])
             #expect(scenarios["provision"]?["psql_tenants_per_second"] ?? 0 > 0)
             #expect(scenarios["provision"]?["concurrent_tenants_per_second"] ?? 0 > 0)
             #expect(scenarios["fleet"]?["concurrent_tenants_per_second"] ?? 0 > 0)
@@ -32,10 +35,18 @@ struct TenancyBenchTests {
             #expect(scenarios["onboarding"]?["spare_p99_ms"] ?? 0 > 0)
             #expect(scenarios["directory"]?["cached_tenants"] == 100)
             #expect(scenarios["registry"]?["rows"] == 500)
+            #expect(scenarios["registry"]?["postgres_list_ms"] ?? 0 > 0)
+            #expect(scenarios["onboarding_postgres"]?["spare_p99_ms"] ?? 0 > 0)
+            for store in ["sqlite", "postgres"] {
+                #expect(scenarios["claimers_\(store)"]?["claimed_twice"] == 0)
+                #expect(scenarios["claimers_\(store)"]?["claims"] ?? 0 >= 8)
+                #expect(scenarios["invalidation_\(store)"]?["changes"] == 8)
+                #expect(scenarios["invalidation_\(store)"]?["p99_ms"] ?? 0 > 0)
+            }
             #expect(scenarios["scale"]?["at_new_level"] == 4)
 
             let targets = try #require(report["targets"] as? [[String: Any]])
-            #expect(targets.count == 10)
+            #expect(targets.count == 19)
             #expect(targets.allSatisfy { $0["met"] is Bool && $0["limit"] is Double && $0["value"] is Double })
             let parameters = try #require(report["parameters"] as? [String: Any])
             #expect(parameters["tenants"] as? Int == 3)

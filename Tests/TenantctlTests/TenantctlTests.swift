@@ -211,14 +211,19 @@ struct TenantctlTests {
 
             let resumed = try await cli.json("migrate", "--resume", "\(id)")
             #expect(resumed["status"] as? String == "completed")
-            #expect(resumed["succeeded"] as? Int == 6)
+            // The tenant in flight when the process died may have committed before its item
+            // was recorded: the resume then finds nothing to do for it.
+            let (succeeded, skipped) = (resumed["succeeded"] as? Int ?? 0, resumed["skipped"] as? Int ?? 0)
+            #expect(succeeded + skipped == 6 && skipped <= 1, "\(items(resumed))")
             let attempts = items(resumed).compactMap { $0["attempts"] as? Int }
             #expect(attempts.prefix(2) == [1, 1])
             #expect(attempts.filter { $0 == 2 }.count <= 1)
             for slug in slugs {
-                let columns = try await cli.pool.database(schema: try await cli.schema(of: slug)).fetchValue(
-                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'note'", try await cli.schema(of: slug).name, as: Int.self)
-                #expect(columns == 1)
+                let schema = try await cli.schema(of: slug)
+                let db = cli.pool.database(schema: schema)
+                #expect(try await db.fetchValue(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'note'", schema.name, as: Int.self) == 1)
+                #expect(try await db.fetchValue("SELECT count(*) FROM {{tables.schema_migrations}}", as: Int.self) == 2)
             }
         }
     }

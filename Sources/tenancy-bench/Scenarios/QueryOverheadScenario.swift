@@ -31,7 +31,7 @@ enum QueryOverheadScenario {
             defer { group.cancelAll() }
             let tenancy = try Tenancy(
                 client: client, maximumConnections: connections,
-                configuration: context.tenancyConfiguration(schemaPrefix: "bench_query_", registryPath: registry), logger: context.logger)
+                configuration: context.tenancyConfiguration(schemaPrefix: "bench_query_", registry: .sqlite(path: registry)), logger: context.logger)
             let db = try await tenancy.database(for: "query")
             let template: SQLTemplate = "SELECT name FROM {{tables.accounts}} WHERE id = $1"
             let rendered = try db.render(template)

@@ -32,6 +32,18 @@ struct BenchContext: Sendable {
         return path
     }
 
+    /// A registry of `store` for one scenario, empty: a fresh SQLite file, or a schema
+    /// `bench_reg_<name>` of the measured database (dropped first).
+    func registryLocation(_ store: BenchStore, name: String) async throws -> RegistryLocation {
+        switch store {
+        case .sqlite:
+            return .sqlite(path: try freshRegistryPath(name))
+        case .postgres:
+            try await dropSchemas(prefix: BenchStore.schemaPrefix + name)
+            return .postgres(schema: BenchStore.schemaPrefix + name)
+        }
+    }
+
     /// A pool configuration of `connections` connections.
     func databaseConfig(connections: Int) -> DatabaseConfig {
         var config = databaseConfig
@@ -45,7 +57,17 @@ struct BenchContext: Sendable {
         directory: TenantDirectory.Configuration = .init(),
         _ body: (Tenancy) async throws -> Result
     ) async throws -> Result {
-        let configuration = tenancyConfiguration(schemaPrefix: schemaPrefix, registryPath: registryPath, migrations: migrations, directory: directory)
+        try await withTenancy(schemaPrefix: schemaPrefix, registry: .sqlite(path: registryPath), migrations: migrations, connections: connections, directory: directory, body)
+    }
+
+    /// Runs `body` with a `Tenancy` over a pool of its own, running for the call.
+    func withTenancy<Result: Sendable>(
+        schemaPrefix: String, registry: RegistryLocation, migrations: URL? = nil, connections: Int,
+        directory: TenantDirectory.Configuration = .init(), listening: Bool = false,
+        _ body: (Tenancy) async throws -> Result
+    ) async throws -> Result {
+        var configuration = tenancyConfiguration(schemaPrefix: schemaPrefix, registry: registry, migrations: migrations, directory: directory)
+        configuration.listensForChanges = listening
         let tenancy = try Tenancy(databaseConfig: databaseConfig(connections: connections), configuration: configuration, logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await tenancy.run() }
@@ -56,9 +78,9 @@ struct BenchContext: Sendable {
     }
 
     /// The settings of a benchmark's `Tenancy`.
-    func tenancyConfiguration(schemaPrefix: String, registryPath: String, migrations: URL? = nil, directory: TenantDirectory.Configuration = .init()) -> Tenancy.Configuration {
+    func tenancyConfiguration(schemaPrefix: String, registry: RegistryLocation, migrations: URL? = nil, directory: TenantDirectory.Configuration = .init()) -> Tenancy.Configuration {
         var configuration = Tenancy.Configuration()
-        configuration.registry = .sqlite(path: registryPath)
+        configuration.registry = registry
         configuration.migrationsDirectory = migrations ?? migrationsDirectory
         configuration.schemaPrefix = schemaPrefix
         configuration.listensForChanges = false
@@ -133,4 +155,13 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ description: String) {
         self.description = description
     }
+}
+
+/// The registry store a scenario measures.
+enum BenchStore: String, CaseIterable, Sendable {
+    case sqlite
+    case postgres
+
+    /// The prefix of the schemas of PostgreSQL registries the benchmark makes.
+    static let schemaPrefix = "bench_reg_"
 }
