@@ -119,7 +119,7 @@ public final class Tenancy: Service, Sendable {
         self.directory = directory
         self.lifecycle = TenantLifecycle(
             pool: pool, registry: registry, migrations: migrations, schemaPrefix: prefix, lockTimeout: configuration.lockTimeout,
-            logger: logger, changed: { slugs in
+            logger: logger, evict: { directory.invalidate($0) }, changed: { slugs in
                 directory.invalidate(slugs)
                 await binding.announce(slugs)
             }, ready: { _ = try await binding.ready() })

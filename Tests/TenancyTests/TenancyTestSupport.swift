@@ -94,7 +94,7 @@ struct TenancyFixture {
     /// Sets the registry's slug reuse delay, for tests that wait it out. Call it after the
     /// registry exists and before the `Tenancy` instances that should see it are made.
     func setSlugReuseDelay(_ delay: Duration) async throws {
-        let milliseconds = String(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = String(delay.wholeMilliseconds)
         switch store {
         case .sqlite:
             try await DatabaseQueue(path: registryPath).write { db in

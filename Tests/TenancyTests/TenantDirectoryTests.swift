@@ -77,14 +77,14 @@ struct TenantDirectoryTests {
     @Test(arguments: StoreKind.allCases)
     func changesByAnotherProcessAreSeenAfterTheTimeToLive(store: StoreKind) async throws {
         try await TenancyFixture.run(store) { fixture in
-            let server = try fixture.makeTenancy { $0.directory.timeToLive = .seconds(2) }
+            let server = try fixture.makeTenancy { $0.directory.timeToLive = .seconds(4) }
             let operatorProcess = try fixture.makeTenancy()
             _ = try await operatorProcess.create("acme")
             _ = try await server.database(for: "acme")
             try await operatorProcess.suspend("acme")
             // Still cached in the server process...
             _ = try await server.database(for: "acme")
-            try await Task.sleep(for: .milliseconds(2200))
+            try await Task.sleep(for: .milliseconds(4200))
             // ...until the entry expires.
             await #expect { try await server.database(for: "acme") } throws: { ($0 as? TenancyError)?.code == .tenantSuspended }
         }

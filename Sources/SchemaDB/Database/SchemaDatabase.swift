@@ -75,6 +75,9 @@ public struct SchemaDatabase: Sendable {
         try await instrumented(query.sql) {
             switch scope {
             case .pool:
+                // The pool's own query path is the fast one; after a connection failed it may hand
+                // out a closed connection, on which a query is never answered, so it is avoided then.
+                guard pool.isRecoveringFromConnectionLoss else { return try await pool.client.query(query, logger: logger).collect() }
                 return try await pool.withOpenConnection { connection in try await connection.query(query, logger: logger).collect() }
             case .connection(let connection, _):
                 try Self.checkOpen(connection)
@@ -97,7 +100,9 @@ public struct SchemaDatabase: Sendable {
         do {
             return try await pool.instrumentation.measure(sql: sql, schema: schema, logger: logger, operation)
         } catch {
-            throw SchemaDBError.wrapping(error, sql: sql, schema: schema)
+            let wrapped = SchemaDBError.wrapping(error, sql: sql, schema: schema)
+            if (wrapped as? SchemaDBError)?.code == .connectionFailed { pool.noteConnectionLoss() }
+            throw wrapped
         }
     }
 

@@ -1,6 +1,7 @@
 public import Logging
 public import PostgresNIO
 public import ServiceLifecycle
+import Dispatch
 import Synchronization
 
 /// The one connection pool every schema-scoped handle shares.
@@ -27,6 +28,8 @@ public final class DatabasePool: Service, Sendable {
     let instrumentation: QueryInstrumentation
     private let maximumConnections: Int?
     private let isRunning = Atomic<Bool>(false)
+    /// When a connection of this pool was last seen to fail, in `DispatchTime` nanoseconds; 0 for never.
+    private let lastConnectionLoss = Atomic<UInt64>(0)
 
     /// Creates an owned pool. It opens no connection until ``run()`` is running and a query is made.
     /// - Parameters:
@@ -79,6 +82,19 @@ public final class DatabasePool: Service, Sendable {
 
     /// The pool's connection limit, when known.
     public var connectionLimit: Int? { maximumConnections }
+
+    /// Records that a connection of this pool failed: for a while, queries lease their
+    /// connection through ``withOpenConnection(_:)``.
+    package func noteConnectionLoss() {
+        lastConnectionLoss.store(max(1, DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+    }
+
+    /// Whether a connection failed in the last 10 s, so that the pool may still hold (or be
+    /// handed back) connections that closed.
+    package var isRecoveringFromConnectionLoss: Bool {
+        let loss = lastConnectionLoss.load(ordering: .relaxed)
+        return loss != 0 && DispatchTime.now().uptimeNanoseconds &- loss < 10_000_000_000
+    }
 
     /// Leases a connection for `body`, giving back any connection that is already closed.
     ///

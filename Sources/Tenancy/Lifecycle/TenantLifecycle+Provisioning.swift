@@ -57,7 +57,8 @@ extension TenantLifecycle {
     private func claimedReport(_ claimed: TenantRecord, appliedFiles: [String]) async throws -> OnboardingReport {
         claimedCounter.increment()
         let tenant = try claimed.requireTenant()
-        await changed([tenant.slug.rawValue])
+        // The slug had no row: no directory anywhere holds it, so there is nothing to announce.
+        evict([tenant.slug.rawValue])
         logger.info("tenant onboarded from a spare", metadata: [TenancyLoggingKeys.tenantSlug: "\(tenant.slug)", TenancyLoggingKeys.tenantSchema: "\(tenant.schema)"])
         return OnboardingReport(tenant: tenant, outcome: .claimedSpare, appliedFiles: appliedFiles)
     }
@@ -172,7 +173,7 @@ extension TenantLifecycle {
             case .atomic: row
             case .stepwise(let store): try await recordCommitted(row, Self.activation(migrations, adopted: adopted), in: store)
             }
-            return try await activated(active, outcome: adopted ? .adopted : .provisioned, appliedFiles: report.applied.map(\.filename))
+            return try await activated(active, outcome: adopted ? .adopted : .provisioned, appliedFiles: report.applied.map(\.filename), announcing: existing != nil)
         } catch let error as TenancyError where Self.settledElsewhere.contains(error.code) {
             throw error
         } catch {
@@ -197,7 +198,7 @@ extension TenantLifecycle {
             let now: TenantRecord?
             do { now = try await store.record(slug: slug.rawValue) } catch { throw unknown }
             if let now, now.state == .active, now.schema == schema.name {
-                return try await activated(now, outcome: existing == nil ? .provisioned : .adopted, appliedFiles: [])
+                return try await activated(now, outcome: existing == nil ? .provisioned : .adopted, appliedFiles: [], announcing: existing != nil)
             }
             if let now, now.state == .failed || now.state == .provisioning {
                 _ = try? await store.update(now, failed)
@@ -211,7 +212,7 @@ extension TenantLifecycle {
             guard let condition = try? await Provisioner(pool: pool, migrations: migrations).condition(of: schema) else { throw unknown }
             if condition.isComplete {
                 let active = try await recordCommitted(written, Self.activation(migrations, adopted: true), in: store)
-                return try await activated(active, outcome: .adopted, appliedFiles: [])
+                return try await activated(active, outcome: .adopted, appliedFiles: [], announcing: existing != nil)
             }
             _ = try? await store.update(written, failed)
         }
@@ -231,9 +232,11 @@ extension TenantLifecycle {
         TenantChange(state: .active, level: migrations.currentLevel, lastError: .some(nil), event: adopted ? .adopted : .provisioned)
     }
 
-    private func activated(_ record: TenantRecord, outcome: OnboardingReport.Outcome, appliedFiles: [String]) async throws -> OnboardingReport {
+    /// - Parameter announcing: Whether other processes may hold the slug: a tenant that existed
+    ///   (failed, say) before this provisioning. A slug with no row before is cached nowhere.
+    private func activated(_ record: TenantRecord, outcome: OnboardingReport.Outcome, appliedFiles: [String], announcing: Bool) async throws -> OnboardingReport {
         let tenant = try record.requireTenant()
-        await changed([tenant.slug.rawValue])
+        if announcing { await changed([tenant.slug.rawValue]) } else { evict([tenant.slug.rawValue]) }
         if outcome == .provisioned { provisionedCounter.increment() }
         logger.info(outcome == .adopted ? "adopted the schema of an interrupted provisioning" : "tenant provisioned", metadata: [
             TenancyLoggingKeys.tenantSlug: "\(tenant.slug)", TenancyLoggingKeys.tenantSchema: "\(tenant.schema)",

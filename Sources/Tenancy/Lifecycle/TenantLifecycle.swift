@@ -18,6 +18,8 @@ struct TenantLifecycle: Sendable {
     /// The longest wait for a table lock while dropping a schema.
     let lockTimeout: Duration
     let logger: Logger
+    /// Forgets this process's cached handles of these slugs.
+    let evict: @Sendable ([String]) -> Void
     /// Forgets this process's cached handles of these slugs and, for a registry that cannot
     /// announce in its own transactions, announces them to every other process. Never called
     /// while a pooled connection is held: announcing may need one.

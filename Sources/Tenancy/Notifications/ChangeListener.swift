@@ -26,6 +26,7 @@ struct ChangeListener: Sendable {
             do {
                 try await listen { pause = .milliseconds(100) }
             } catch {
+                pool.noteConnectionLoss()
                 if !Task.isCancelled {
                     logger.info("the connection listening for registry changes was lost; the directory cache was dropped", metadata: [
                         TenancyLoggingKeys.notificationChannel: "\(channel)", LoggingKeys.error: "\(SchemaDBError.wrapping(error, sql: nil, schema: nil))",

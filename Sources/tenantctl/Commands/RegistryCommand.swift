@@ -31,7 +31,7 @@ struct RegistryCommand: AsyncParsableCommand {
             let info = try await context.withRegistry { try await $0.info() }
             let details = Details(
                 location: location, id: info.id, formatVersion: info.formatVersion, database: info.database?.description, schemaPrefix: info.schemaPrefix,
-                slugReuseDelayMs: Int64(info.slugReuseDelay.components.seconds * 1000 + info.slugReuseDelay.components.attoseconds / 1_000_000_000_000_000),
+                slugReuseDelayMs: info.slugReuseDelay.wholeMilliseconds,
                 notificationChannel: info.notificationChannel)
             context.output.emit(details) {
                 var table = TextTable("setting", "value")

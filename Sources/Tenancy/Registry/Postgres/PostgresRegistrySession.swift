@@ -71,7 +71,7 @@ struct PostgresRegistrySession: RegistryWriter {
                 WITH spare AS (
                     SELECT id FROM {{tables.tenants}}
                     WHERE state = 'spare' AND migration_file IS NOT DISTINCT FROM $3 AND migration_checksum IS NOT DISTINCT FROM $4
-                        AND ($8::bigint IS NULL OR id = $8) AND (NOT $9 OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = schema_name))
+                        AND ($7::bigint IS NULL OR id = $7) AND (NOT $8 OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = schema_name))
                         AND NOT \(Self.recentlyReleased(slug: 1, tenant: 6, seconds: 5))
                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
                 ), claimed AS (
@@ -81,10 +81,10 @@ struct PostgresRegistrySession: RegistryWriter {
                 ), logged AS (
                     INSERT INTO {{tables.tenant_events}} (tenant_id, kind) SELECT id, 'claimed' FROM claimed
                 )
-                SELECT claimed.*, pg_notify($7, $1)::text FROM claimed
+                SELECT claimed.* FROM claimed
                 """)
             let rows = try await db.fetchAll(
-                sql, slug.rawValue, displayName, level?.lastFile, level?.setChecksum, reuseDelaySeconds, Int64?.none, channel, id, verifyingSchemaExists)
+                sql, slug.rawValue, displayName, level?.lastFile, level?.setChecksum, reuseDelaySeconds, Int64?.none, id, verifyingSchemaExists)
             if let row = rows.first { return try TenantRecord(postgresRow: row) }
             if let reason = try await slugProblem(slug.rawValue, for: nil) { throw reason }
             return nil
@@ -134,6 +134,7 @@ struct PostgresRegistrySession: RegistryWriter {
         return nil
     }
 
+    @discardableResult
     private func translating<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
