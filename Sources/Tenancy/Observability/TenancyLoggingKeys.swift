@@ -8,8 +8,6 @@ public enum TenancyLoggingKeys {
     public static let tenantID: Logger.Metadata.Key = "tenant.id"
     /// The tenant's schema.
     public static let tenantSchema: Logger.Metadata.Key = "tenant.schema"
-    /// The tenant's lifecycle state.
-    public static let tenantState: Logger.Metadata.Key = "tenant.state"
     /// The `LISTEN`/`NOTIFY` channel of the registry's change announcements.
     public static let notificationChannel: Logger.Metadata.Key = "tenancy.channel"
     /// A fleet run's id.
