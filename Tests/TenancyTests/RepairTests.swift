@@ -164,4 +164,52 @@ struct RepairTests {
             #expect(try await fixture.existingSchemas().count == 2)
         }
     }
+
+    @Test(arguments: StoreKind.allCases)
+    func aDropThatCannotGetItsLocksPutsTheTenantBackAsItWas(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let tenancy = try fixture.makeTenancy { $0.lockTimeout = .milliseconds(300) }
+            let acme = try await tenancy.create("acme").tenant
+            try await tenancy.database(for: "acme").withTransaction { busy in
+                _ = try await busy.fetchAll("SELECT * FROM {{tables.accounts}}")
+                await #expect { try await tenancy.delete("acme", confirmingDataLoss: true) } throws: { error in
+                    (error as? TenancyError)?.code == .databaseFailed && "\(error)".contains("active again")
+                }
+            }
+            let after = try #require(try await tenancy.tenant("acme"))
+            #expect(after.state == .active && after.lastError != nil)
+            #expect(try await tenancy.registry.events(for: after.slug).map(\.kind).prefix(2) == [.deleteRolledBack, .deleting])
+            #expect(try await tenancy.database(for: "acme").tableExists("accounts"))
+            #expect(try await fixture.existingSchemas() == [acme.schema])
+
+            #expect(try await tenancy.delete("acme", confirmingDataLoss: true).state == .deleted)
+            #expect(try await fixture.existingSchemas().isEmpty)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aDropLeftHalfWayIsNeverServedAndIsFinishedByDropOrReconcile(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let tenancy = try fixture.makeTenancy()
+            let registry = try await tenancy.registry.ready()
+            // What a process killed between marking and dropping leaves: `deleting`, schema still there.
+            for slug in ["acme", "globex"] {
+                let record = try #require(try await registry.record(slug: try await tenancy.create(slug).tenant.slug.rawValue))
+                _ = try await registry.update(record, TenantChange(state: .deleting, event: .deleting, detail: "from active"))
+            }
+            await #expect { try await tenancy.database(for: "acme") } throws: { ($0 as? TenancyError)?.code == .tenantDeleted }
+            let globex = try #require(try await registry.record(slug: "globex"))
+            try await fixture.pool.database(schema: try SQLIdentifier(globex.schema)).dropSchema(cascade: true)
+
+            let report = try await tenancy.reconcile(fix: true)
+            #expect(report.findings.map(\.kind) == [.unfinishedDeletion, .unfinishedDeletion])
+            #expect(report.findings.filter(\.fixed).map(\.slug) == ["globex"])
+            #expect(try await tenancy.tenant("globex")?.state == .deleted)
+            #expect(try await tenancy.tenant("acme")?.state == .deleting)
+
+            #expect(try await tenancy.delete("acme", confirmingDataLoss: true).state == .deleted)
+            #expect(try await fixture.existingSchemas().isEmpty)
+            #expect(try await tenancy.reconcile().isClean)
+        }
+    }
 }

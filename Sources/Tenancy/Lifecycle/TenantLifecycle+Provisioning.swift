@@ -81,13 +81,16 @@ extension TenantLifecycle {
         var written: TenantRecord?
         do {
             let row = try await pool.database(schema: nil).withTransaction { tx in
-                _ = try await Provisioner.lock(schema.name, in: tx)
                 switch mode {
                 case .atomic(let store):
+                    // The row commits with the schema: no other process sees it before.
                     _ = try await provisioner.create(schema, in: tx)
                     let row = TenantRecord.new(slug: nil, displayName: nil, schema: schema.name, state: .spare, level: migrations.currentLevel)
                     return try await store.session(in: tx).insert(row, event: .spareCreated, detail: nil)
                 case .stepwise(let store):
+                    // Held until the commit, so that reconcile leaves the row alone meanwhile;
+                    // the name is new, so the lock is free.
+                    _ = try await Provisioner.lock(schema.name, in: tx)
                     let row = try await store.insert(.new(slug: nil, displayName: nil, schema: schema.name, state: .provisioning), event: .provisioning, detail: nil)
                     written = row
                     _ = try await provisioner.create(schema, in: tx)

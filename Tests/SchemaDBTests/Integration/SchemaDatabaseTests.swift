@@ -211,4 +211,22 @@ struct SchemaDatabaseTests {
             }
         }
     }
+
+    @Test func aTransactionWhoseConnectionWasKilledFailsAtOnceAndThePoolServesAgain() async throws {
+        try await withTestSchema { pool, db in
+            await #expect {
+                try await db.withTransaction { tx in
+                    let pid = try #require(try await tx.fetchValue("SELECT pg_backend_pid()", as: Int32.self))
+                    _ = try await pool.database(schema: nil).fetchAll("SELECT pg_terminate_backend($1)", pid)
+                    try await Task.sleep(for: .milliseconds(300))
+                    _ = try await tx.fetchAll("SELECT 1")
+                }
+            } throws: { ($0 as? SchemaDBError)?.code == .connectionFailed }
+            // Every connection handed out after the loss answers.
+            for _ in 0..<20 {
+                let answer = try await db.fetchValue("SELECT 1", as: Int.self)
+                #expect(answer == 1)
+            }
+        }
+    }
 }
