@@ -231,8 +231,9 @@ struct TenantctlTests {
     @Test(arguments: RegistryKind.allCases)
     func sigintFinishesTheTenantsInFlightAndPrintsTheRunToResume(registry: RegistryKind) async throws {
         try await CLIFixture.run(registry) { cli in
-            try await onboard(cli, (1...5).map { "t\($0)" })
-            try cli.writeMigration("002_slow.sql", "ALTER TABLE {{tables.accounts}} ADD COLUMN note text;\nSELECT pg_sleep(0.4);\n")
+            // Eight tenants of 0.8 s each: some are still pending however slow the polling below is.
+            try await onboard(cli, (1...8).map { "t\($0)" })
+            try cli.writeMigration("002_slow.sql", "ALTER TABLE {{tables.accounts}} ADD COLUMN note text;\nSELECT pg_sleep(0.8);\n")
             let running = try cli.start("migrate", "--all", "--concurrency", "1", "--json")
             for _ in 0..<100 {
                 try await Task.sleep(for: .milliseconds(100))

@@ -99,7 +99,7 @@ extension TenantLifecycle {
             }
             if case .stepwise(let store) = mode { _ = try await recordCommitted(row, created, in: store) }
         } catch {
-            let condition = try? await provisioner.condition(of: schema)
+            let condition = try? await settling { try await provisioner.condition(of: schema) }
             if condition?.isComplete == true {
                 // The commit went through; only its reply was lost.
                 if case .stepwise(let store) = mode, let written { _ = try await recordCommitted(written, created, in: store) }
@@ -199,7 +199,7 @@ extension TenantLifecycle {
         case .atomic:
             // The registry row commits with the schema: it tells whether the commit happened.
             let now: TenantRecord?
-            do { now = try await store.record(slug: slug.rawValue) } catch { throw unknown }
+            do { now = try await settling { try await store.record(slug: slug.rawValue) } } catch { throw unknown }
             if let now, now.state == .active, now.schema == schema.name {
                 return try await activated(now, outcome: existing == nil ? .provisioned : .adopted, appliedFiles: [], announcing: existing != nil)
             }
@@ -212,7 +212,7 @@ extension TenantLifecycle {
             }
         case .stepwise:
             guard let written else { throw error }
-            guard let condition = try? await Provisioner(pool: pool, migrations: migrations).condition(of: schema) else { throw unknown }
+            guard let condition = try? await settling({ try await Provisioner(pool: pool, migrations: migrations).condition(of: schema) }) else { throw unknown }
             if condition.isComplete {
                 let active = try await recordCommitted(written, Self.activation(migrations, adopted: true), in: store)
                 return try await activated(active, outcome: .adopted, appliedFiles: [], announcing: existing != nil)

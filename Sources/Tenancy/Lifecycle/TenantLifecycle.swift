@@ -146,7 +146,7 @@ struct TenantLifecycle: Sendable {
     private func settleFailedDrop(_ record: TenantRecord, previous: TenantState, schema: SQLIdentifier, error: any Error) async throws -> Tenant {
         let store = registry.store
         let slug = record.slug ?? record.schema
-        let read: (TenantRecord?, Bool)? = try? await (store.record(id: record.id), pool.database(schema: schema).schemaExists())
+        let read: (TenantRecord?, Bool)? = try? await settling { (try await store.record(id: record.id), try await pool.database(schema: schema).schemaExists()) }
         guard let (current, exists) = read, let now = current else {
             throw TenancyError(
                 code: .databaseFailed,
@@ -178,6 +178,27 @@ struct TenantLifecycle: Sendable {
     /// A fresh schema name: the prefix and 16 random hex digits.
     func makeSchemaName() -> String {
         schemaPrefix + String(UInt64.random(in: 0 ... .max) | (1 << 63), radix: 16)
+    }
+
+    /// Runs a read that settles an outcome left unknown by a lost connection, trying again
+    /// for about three seconds while the pool may still hand out connections that closed with
+    /// the one that failed.
+    func settling<Result: Sendable>(_ read: () async throws -> Result) async throws -> Result {
+        var attempt = 0
+        while true {
+            do {
+                return try await read()
+            } catch where attempt < 5 && Self.isConnectionLoss(error) {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(100 << attempt))
+            }
+        }
+    }
+
+    static func isConnectionLoss(_ error: any Error) -> Bool {
+        if let error = error as? SchemaDBError { return error.code == .connectionFailed }
+        if let error = error as? TenancyError, let underlying = error.underlying { return isConnectionLoss(underlying) }
+        return false
     }
 
     /// Writes `change` to `row`, whose DDL already committed, trying again while the registry
