@@ -10,6 +10,8 @@ extension SchemaDatabase {
     }
 
     /// Runs `body` in a transaction that commits when `body` returns and rolls back when it throws.
+    /// When a statement failed inside `body` and `body` caught the error, the server rolls the
+    /// transaction back at `COMMIT`, and this throws ``SchemaDBError/Code/transactionFailed``.
     ///
     /// `body` gets a handle bound to the transaction's connection, with the same query API.
     /// Called on a handle that is already in a transaction, it runs `body` in a savepoint: an
@@ -79,7 +81,7 @@ extension SchemaDatabase {
             throw error
         }
         do {
-            try await session.control("COMMIT", on: connection)
+            try await session.commit(on: connection)
         } catch {
             // A failed COMMIT ends the transaction; make sure the session is clean.
             await session.rollback(on: connection, to: nil)
@@ -118,6 +120,20 @@ extension SchemaDatabase {
             error.message = "\(sql) failed"
             throw error
         }
+    }
+
+    /// Commits, and fails when the server answered `ROLLBACK`: a statement of the transaction
+    /// failed and `body` caught the error, so nothing was kept.
+    private func commit(on connection: PostgresConnection) async throws {
+        let command = try await instrumented("COMMIT") {
+            try Self.checkOpen(connection)
+            let result: EventLoopFuture<PostgresQueryResult> = connection.query(PostgresQuery(unsafeSQL: "COMMIT"), logger: logger)
+            return try await result.get().metadata.command
+        }
+        guard command != "COMMIT" else { return }
+        throw SchemaDBError(
+            code: .transactionFailed,
+            message: "the transaction was rolled back, not committed (the server answered \(command)): a statement in it failed and its error was caught; nothing of it was kept")
     }
 
     /// Rolls back the transaction, or to `savepoint`. When that fails the connection's state is

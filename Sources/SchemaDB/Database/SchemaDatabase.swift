@@ -119,6 +119,12 @@ public struct SchemaDatabase: Sendable {
 }
 
 extension SchemaDatabase {
+    /// Marks this handle's connection as running SQL from outside this library (a migration
+    /// file): when its lease ends, it is pooled again only if it carries no session state.
+    func markForeignSQL() {
+        if case .connection(let connection, _) = scope { pool.markForeignSQL(on: connection) }
+    }
+
     /// Refuses to use a connection that closed, such as one whose server went away in the
     /// middle of a transaction: postgres-nio never answers a query written to a closed
     /// connection, so the caller would wait forever.

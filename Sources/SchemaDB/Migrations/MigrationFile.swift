@@ -23,23 +23,35 @@ public struct MigrationFile: Sendable, Hashable {
 
     /// Checks and parses a migration.
     /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidMigrationFile`` when
-    ///   the name has no version, or the file has no statement, an unclosed quote or comment, or
-    ///   an invalid placeholder.
+    ///   the name has no version, or the file has no statement, an unclosed quote or comment, an
+    ///   invalid placeholder, a NUL byte, or a statement that controls the transaction (`BEGIN`,
+    ///   `COMMIT`, `ROLLBACK`, `END`, `ABORT`, `SAVEPOINT`, `RELEASE`, `START TRANSACTION`,
+    ///   `PREPARE TRANSACTION`).
     public init(filename: String, content: String) throws {
         guard let version = Self.version(of: filename) else {
             throw Self.invalid(filename, "its name has no version prefix; name it like 001_create_users.sql, V1__create_users.sql or 20240101120000_create_users.sql")
         }
-        let statements: [String]
+        if let nul = content.utf8.firstIndex(of: 0) {
+            let line = content.utf8[..<nul].reduce(1) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+            throw Self.invalid(filename, "line \(line) has a NUL byte, which PostgreSQL cannot receive; remove it (the file may not be text)")
+        }
+        let statements: [SQLStatementSplitter.Statement]
         do {
-            statements = try SQLStatementSplitter.split(content)
+            statements = try SQLStatementSplitter.statements(of: content)
         } catch let error as SchemaDBError {
             throw Self.invalid(filename, error.message)
         }
         guard !statements.isEmpty else {
             throw Self.invalid(filename, "it has no SQL statement (it is empty or only comments); write the migration's SQL or delete the file")
         }
+        if let control = statements.first(where: { Self.controlsTransaction($0.leadingKeywords) }) {
+            let command = control.leadingKeywords.joined(separator: " ")
+            throw Self.invalid(
+                filename,
+                "line \(control.line) has \(command), which would end or split the transaction the migrator commits; remove it (each file runs in the migrator's transaction, or alone when marked \(Self.noTransactionMarker))")
+        }
         do {
-            self.statements = try statements.map { try SQLTemplate($0) }
+            self.statements = try statements.map { try SQLTemplate($0.text) }
         } catch let error as SchemaDBError {
             throw Self.invalid(filename, error.message)
         }
@@ -49,6 +61,19 @@ public struct MigrationFile: Sendable, Hashable {
         self.checksum = Self.checksum(of: content)
         self.runsInTransaction = !content.split(whereSeparator: \.isNewline).contains {
             $0.trimmingWhitespace() == Self.noTransactionMarker
+        }
+    }
+
+    /// Whether a statement starting with `keywords` begins, ends or splits a transaction.
+    static func controlsTransaction(_ keywords: [String]) -> Bool {
+        guard let first = keywords.first else { return false }
+        switch first {
+        case "BEGIN", "COMMIT", "ROLLBACK", "END", "ABORT", "SAVEPOINT", "RELEASE":
+            return true
+        case "START", "PREPARE":
+            return keywords.dropFirst().first == "TRANSACTION"
+        default:
+            return false
         }
     }
 

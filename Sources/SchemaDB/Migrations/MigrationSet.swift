@@ -3,8 +3,8 @@ public import Foundation
 /// The migration files of one directory, read, checked, split and ordered once, and shared
 /// by every schema they are applied to.
 ///
-/// Only `*.sql` files directly in the directory count; they run in the order of their numeric
-/// version prefix (`001_`, `V2__`, timestamps), so `9_x.sql` comes before `10_x.sql`.
+/// Only `*.sql` files directly in the directory count (a `*.SQL` name is refused, not skipped);
+/// they run in the order of their numeric version prefix (`001_`, `V2__`, timestamps), so `9_x.sql` comes before `10_x.sql`.
 public struct MigrationSet: Sendable, Hashable {
     /// The files, in the order they apply.
     public let files: [MigrationFile]
@@ -21,8 +21,8 @@ public struct MigrationSet: Sendable, Hashable {
     /// Reads every `*.sql` file of `directory`.
     /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/migrationDirectoryUnreadable``
     ///   when the directory cannot be listed, or ``SchemaDBError/Code/invalidMigrationFile`` for
-    ///   the first file that is empty, comment-only, misnamed, unreadable, or a link that resolves
-    ///   outside the directory.
+    ///   the first file that is empty, comment-only, misnamed, unreadable, a link that resolves
+    ///   outside the directory or to nothing, or refused by ``MigrationFile/init(filename:content:)``.
     public init(directory: URL) throws {
         let fileManager = FileManager.default
         let root = directory.standardizedFileURL.resolvingSymlinksInPath()
@@ -37,13 +37,19 @@ public struct MigrationSet: Sendable, Hashable {
             throw SchemaDBError(code: .migrationDirectoryUnreadable, message: "the migrations directory \(directory.path) cannot be listed: \(error.localizedDescription)")
         }
         var files: [MigrationFile] = []
-        for name in names where name.hasSuffix(".sql") && !name.hasPrefix(".") {
+        for name in names where name.lowercased().hasSuffix(".sql") && !name.hasPrefix(".") {
+            guard name.hasSuffix(".sql") else {
+                throw SchemaDBError(code: .invalidMigrationFile, message: "migration \(name) cannot be used: only names ending in lower-case .sql are migrations; rename it", migrationFile: name)
+            }
             let resolved = root.appendingPathComponent(name).resolvingSymlinksInPath()
             guard resolved.deletingLastPathComponent().path == root.path else {
                 throw SchemaDBError(code: .invalidMigrationFile, message: "migration \(name) cannot be used: it resolves to \(resolved.path), outside the migrations directory", migrationFile: name)
             }
             var isSubdirectory: ObjCBool = false
-            guard fileManager.fileExists(atPath: resolved.path, isDirectory: &isSubdirectory), !isSubdirectory.boolValue else { continue }
+            guard fileManager.fileExists(atPath: resolved.path, isDirectory: &isSubdirectory) else {
+                throw SchemaDBError(code: .invalidMigrationFile, message: "migration \(name) cannot be used: it is a link to nothing (broken or looping); fix or remove it", migrationFile: name)
+            }
+            guard !isSubdirectory.boolValue else { continue }
             let content: String
             do {
                 content = try String(contentsOf: resolved, encoding: .utf8)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PostgresNIO
 
 /// Applies a ``MigrationSet`` to one schema and keeps the record in the schema's
 /// `schema_migrations` table, in pgdbm's layout and with pgdbm's checksums, so schemas
@@ -89,7 +90,7 @@ public struct SchemaMigrator: Sendable {
             throw SchemaDBError.invalidConfiguration("apply(inTransaction:) needs a handle from withTransaction")
         }
         let db = transaction.withSchema(database.schema)
-        try await acquireLock(on: db, transactionScoped: true)
+        let transactionID = try await acquireLock(on: db, transactionScoped: true)
         let applied = try await readApplied(db, creatingTable: true)
         let pending = try plan(applied: applied)
         if let file = pending.first(where: { !$0.runsInTransaction }) {
@@ -99,7 +100,7 @@ public struct SchemaMigrator: Sendable {
         for file in pending {
             appliedFiles.append(try await run(file, on: db))
         }
-        try await record(appliedFiles, checksums: pending.map(\.checksum), on: db)
+        try await record(appliedFiles, checksums: pending.map(\.checksum), on: db, inTransaction: transactionID)
         return report(applied: appliedFiles, alreadyApplied: applied.count)
     }
 
@@ -197,15 +198,15 @@ public struct SchemaMigrator: Sendable {
         for batch in batches {
             if batch[0].runsInTransaction {
                 appliedFiles += try await session.withTransaction { transaction in
-                    try await limitLockWaits(transaction)
+                    let transactionID = try await limitLockWaits(transaction)
                     var done: [MigrationReport.AppliedFile] = []
                     for file in batch { done.append(try await run(file, on: transaction)) }
-                    try await record(done, checksums: batch.map(\.checksum), on: transaction)
+                    try await record(done, checksums: batch.map(\.checksum), on: transaction, inTransaction: transactionID)
                     return done
                 }
             } else {
                 let done = try await run(batch[0], on: session)
-                try await record([done], checksums: [batch[0].checksum], on: session)
+                try await record([done], checksums: [batch[0].checksum], on: session, inTransaction: nil)
                 appliedFiles.append(done)
             }
         }
@@ -214,6 +215,7 @@ public struct SchemaMigrator: Sendable {
 
     private func run(_ file: MigrationFile, on db: SchemaDatabase) async throws -> MigrationReport.AppliedFile {
         let start = ContinuousClock.now
+        db.markForeignSQL()
         for (index, statement) in file.statements.enumerated() {
             do {
                 _ = try await db.rows(try db.makeQuery(statement, []))
@@ -242,15 +244,26 @@ public struct SchemaMigrator: Sendable {
         return .init(filename: file.filename, executionTimeMilliseconds: milliseconds)
     }
 
-    private func record(_ files: [MigrationReport.AppliedFile], checksums: [String], on db: SchemaDatabase) async throws {
+    /// Writes the tracking rows of `files`. With `transactionID`, only while the transaction
+    /// that applied them is still the session's: a file that ended it (a `COMMIT` hidden from
+    /// the load-time check) makes this fail instead of recording work that was partly committed.
+    private func record(_ files: [MigrationReport.AppliedFile], checksums: [String], on db: SchemaDatabase, inTransaction transactionID: Int64?) async throws {
         guard !files.isEmpty else { return }
-        try await db.execute(
+        let written = try await db.execute(
             try SQLTemplate(
                 """
                 INSERT INTO \(trackingTemplate) (filename, checksum, module_name, execution_time_ms)
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                WHERE $5::bigint IS NULL OR txid_current() = $5::bigint
                 """),
-            files.map(\.filename), checksums, Array(repeating: module, count: files.count), files.map(\.executionTimeMilliseconds))
+            files.map(\.filename), checksums, Array(repeating: module, count: files.count), files.map(\.executionTimeMilliseconds), transactionID)
+        guard written == files.count else {
+            let names = files.map(\.filename).joined(separator: ", ")
+            throw SchemaDBError(
+                code: .migrationFailed,
+                message: "migrations \(names) ended the migrator's transaction, so what ran before that end was committed and the rest was not; nothing was recorded as applied; check the schema by hand and remove transaction control from the files",
+                schema: db.schema?.name, migrationFile: files.last?.filename)
+        }
     }
 
     private func report(applied: [MigrationReport.AppliedFile], alreadyApplied: Int) -> MigrationReport {
@@ -324,13 +337,22 @@ public struct SchemaMigrator: Sendable {
 
     /// Takes the lock, waiting up to ``Options/lockTimeout``. Transaction-scoped, the same round
     /// trip bounds the transaction's table-lock waits (see ``limitLockWaits(_:)``).
-    private func acquireLock(on db: SchemaDatabase, transactionScoped: Bool) async throws {
-        let attempt: () async throws -> Bool? = transactionScoped
-            ? { try await db.fetchValue("SELECT pg_try_advisory_xact_lock($1), set_config('lock_timeout', $2, true)", lockKey, lockTimeoutSetting, as: Bool.self) }
-            : { try await db.fetchValue("SELECT pg_try_advisory_lock($1)", lockKey, as: Bool.self) }
+    /// - Returns: Transaction-scoped, the transaction's ID (`txid_current()`).
+    @discardableResult
+    private func acquireLock(on db: SchemaDatabase, transactionScoped: Bool) async throws -> Int64? {
+        let attempt: () async throws -> (Bool, Int64?) = transactionScoped
+            ? {
+                let row = try await db.fetchOne(
+                    "SELECT pg_try_advisory_xact_lock($1), txid_current(), set_config('lock_timeout', $2, true)", lockKey, lockTimeoutSetting)
+                guard let (acquired, transactionID, _) = try row?.decode((Bool, Int64, String).self) else { return (false, nil) }
+                return (acquired, transactionID)
+            }
+            : { (try await db.fetchValue("SELECT pg_try_advisory_lock($1)", lockKey, as: Bool.self) == true, nil) }
         let deadline = ContinuousClock.now + options.lockTimeout
         var wait = Duration.milliseconds(5)
-        while try await attempt() != true {
+        while true {
+            let (acquired, transactionID) = try await attempt()
+            if acquired { return transactionID }
             let now = ContinuousClock.now
             guard now < deadline else {
                 throw SchemaDBError(
@@ -345,8 +367,9 @@ public struct SchemaMigrator: Sendable {
 
     /// Bounds each table-lock wait of the current transaction by ``Options/lockTimeout``, as
     /// `SET LOCAL lock_timeout` does.
-    private func limitLockWaits(_ transaction: SchemaDatabase) async throws {
-        _ = try await transaction.fetchAll("SELECT set_config('lock_timeout', $1, true)", lockTimeoutSetting)
+    /// - Returns: The transaction's ID (`txid_current()`).
+    private func limitLockWaits(_ transaction: SchemaDatabase) async throws -> Int64? {
+        try await transaction.fetchValue("SELECT txid_current(), set_config('lock_timeout', $1, true)", lockTimeoutSetting, as: Int64.self)
     }
 
     /// ``Options/lockTimeout`` in milliseconds, as `lock_timeout` takes it.

@@ -100,14 +100,22 @@ public final class DatabasePool: Service, Sendable {
     ///
     /// The pool can hand out a connection whose server went away a moment ago, before it has
     /// heard of the close; postgres-nio never answers a query written to such a connection,
-    /// so it is never used.
+    /// so it is never used. A connection on which foreign SQL ran (see ``markForeignSQL(on:)``)
+    /// goes back to the pool only if that SQL left no session state behind; otherwise it is closed.
     package func withOpenConnection<Result>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> sending Result {
         var closedLeases = 0
         while true {
             do {
                 return try await client.withConnection { connection in
                     guard !connection.isClosed else { throw ClosedLease() }
-                    return try await body(connection)
+                    do {
+                        let result = try await body(connection)
+                        await closeIfForeignSQLLeftState(on: connection)
+                        return result
+                    } catch {
+                        await closeIfForeignSQLLeftState(on: connection)
+                        throw error
+                    }
                 }
             } catch is ClosedLease {
                 closedLeases += 1
@@ -120,6 +128,41 @@ public final class DatabasePool: Service, Sendable {
     }
 
     private struct ClosedLease: Error {}
+
+    /// Connections leased now on which SQL this library does not control (migration files) ran.
+    private let connectionsRunningForeignSQL = Mutex<Set<ObjectIdentifier>>([])
+
+    /// Records that SQL from outside this library runs on `connection`, such as a migration
+    /// file that may `SET search_path`, `SET ROLE` or take a session lock: when the lease
+    /// ends, the connection is checked and closed rather than pooled if any of it stayed.
+    package func markForeignSQL(on connection: PostgresConnection) {
+        _ = connectionsRunningForeignSQL.withLock { $0.insert(ObjectIdentifier(connection)) }
+    }
+
+    /// Whether the session has no setting, role, advisory lock, temporary table, `LISTEN` or `PREPARE`d statement
+    /// beyond what it had when it connected. Settings given at connect time have source
+    /// `client`; only `SET` and `set_config(…, false)` give `session`.
+    static let cleanSessionCheck = """
+        SELECT session_user = current_user
+           AND current_user = (SELECT usename FROM pg_stat_activity WHERE pid = pg_backend_pid())
+           AND NOT EXISTS (SELECT FROM pg_settings WHERE source = 'session')
+           AND NOT EXISTS (SELECT FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory')
+           AND NOT EXISTS (SELECT FROM pg_class WHERE relnamespace = pg_my_temp_schema())
+           AND NOT EXISTS (SELECT FROM pg_listening_channels())
+           AND NOT EXISTS (SELECT FROM pg_prepared_statements WHERE from_sql)
+        """
+
+    private func closeIfForeignSQLLeftState(on connection: PostgresConnection) async {
+        guard connectionsRunningForeignSQL.withLock({ $0.remove(ObjectIdentifier(connection)) }) != nil, !connection.isClosed else { return }
+        do {
+            let rows = try await connection.query(PostgresQuery(unsafeSQL: Self.cleanSessionCheck), logger: logger).collect()
+            if try rows.first?.decode(Bool.self) == true { return }
+            logger.warning("a migration left session state (a setting, role, lock, temporary table or LISTEN) on its connection; the connection was closed instead of pooled")
+        } catch {
+            logger.debug("the session check failed; closing the connection", metadata: [LoggingKeys.error: "\(SchemaDBError.safeDescription(of: error))"])
+        }
+        try? await connection.close()
+    }
 
     /// A handle bound to `schema`. Creating one costs nothing and opens no connection.
     public func database(schema: SQLIdentifier?) -> SchemaDatabase {

@@ -110,6 +110,21 @@ struct SchemaDatabaseTests {
         }
     }
 
+    @Test func aTransactionWhoseFailedStatementWasCaughtReportsTheRollback() async throws {
+        try await withTestSchema { _, db in
+            try await db.execute("CREATE TABLE {{tables.accounts}} (id int PRIMARY KEY)")
+            await #expect {
+                try await db.withTransaction { tx in
+                    try await tx.execute("INSERT INTO {{tables.accounts}} VALUES (1)")
+                    _ = try? await tx.execute("INSERT INTO {{tables.accounts}} VALUES (1)")  // fails; the error is swallowed
+                }
+            } throws: { error in
+                (error as? SchemaDBError)?.code == .transactionFailed && "\(error)".contains("rolled back, not committed")
+            }
+            #expect(try await db.fetchValue("SELECT count(*) FROM {{tables.accounts}}", as: Int.self) == 0)
+        }
+    }
+
     @Test func nestedTransactionsAreSavepoints() async throws {
         try await withTestSchema { _, db in
             try await db.execute("CREATE TABLE {{tables.events}} (name text)")

@@ -186,29 +186,41 @@ struct SchemaMigratorTests {
     }
 
     @Test func aHeldLockTimesOutWithAClearErrorAndOtherSchemasDoNotWait() async throws {
-        let slow = try MigrationDirectory(["001_slow.sql": "CREATE TABLE {{tables.t}} (id int);\nSELECT pg_sleep(4);"])
+        // The slow migration waits for a lock this test holds, so it is still running for as
+        // long as the test needs, however loaded the machine is.
+        let gate = Int64.random(in: 1 ... .max)
+        let slow = try MigrationDirectory(["001_slow.sql": "CREATE TABLE {{tables.t}} (id int);\nSELECT pg_advisory_xact_lock(\(gate));"])
         let fast = try MigrationDirectory(["001_fast.sql": "CREATE TABLE {{tables.t}} (id int);"])
         defer { slow.remove(); fast.remove() }
         try await withTestSchema { pool, busy in
             try await TestPostgres.withTemporarySchema(pool: pool) { other in
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    let slowFinished = Atomic<Bool>(false)
-                    group.addTask {
-                        try await migrator(busy, slow).apply()
-                        slowFinished.store(true, ordering: .relaxed)
+                try await pool.database(schema: nil).withConnection { holder in
+                    _ = try await holder.fetchAll("SELECT pg_advisory_lock($1)", gate)
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        let slowFinished = Atomic<Bool>(false)
+                        group.addTask {
+                            try await migrator(busy, slow).apply()
+                            slowFinished.store(true, ordering: .relaxed)
+                        }
+                        while try await holder.fetchValue(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ($1::bigint & 4294967295)::oid", gate, as: Int.self) == 0 {
+                            try await Task.sleep(for: .milliseconds(20))
+                        }
+                        // Same schema and module: waits, then gives up with a lock timeout.
+                        await #expect {
+                            try await migrator(busy, fast, configure: { $0.lockTimeout = .milliseconds(300) }).apply()
+                        } throws: { error in
+                            let error = error as? SchemaDBError
+                            return error?.code == .migrationLockTimeout && error?.description.contains("app") == true
+                        }
+                        // Another schema migrates at once while the first is still busy.
+                        try await migrator(other, fast, configure: { $0.lockTimeout = .milliseconds(300) }).apply()
+                        #expect(slowFinished.load(ordering: .relaxed) == false)
+                        _ = try await holder.fetchAll("SELECT pg_advisory_unlock($1)", gate)
+                        try await group.waitForAll()
+                        let finished = slowFinished.load(ordering: .relaxed)
+                        #expect(finished)
                     }
-                    try await Task.sleep(for: .milliseconds(400))
-                    // Same schema and module: waits, then gives up with a lock timeout.
-                    await #expect {
-                        try await migrator(busy, fast, configure: { $0.lockTimeout = .milliseconds(300) }).apply()
-                    } throws: { error in
-                        let error = error as? SchemaDBError
-                        return error?.code == .migrationLockTimeout && error?.description.contains("app") == true
-                    }
-                    // Another schema migrates at once while the first is still busy.
-                    try await migrator(other, fast, configure: { $0.lockTimeout = .milliseconds(300) }).apply()
-                    #expect(slowFinished.load(ordering: .relaxed) == false)
-                    try await group.waitForAll()
                 }
             }
         }
@@ -235,6 +247,37 @@ struct SchemaMigratorTests {
             }
             #expect(try await migrator(db, directory).pendingFiles().map(\.filename) == ["003_orders_total.sql"])
             try await migrator(db, directory).apply()
+        }
+    }
+
+    /// A migration's session state (`SET search_path`, `SET ROLE`, `set_config(…, false)`, a
+    /// session lock) never reaches the next user of its pooled connection.
+    @Test(arguments: [
+        "SET search_path TO {{schema}};",
+        "SET ROLE schemadb_test_admin;",
+        "SELECT set_config('work_mem', '1MB', false);",
+        "SELECT pg_advisory_lock(4242);",
+        "CREATE TEMPORARY TABLE scratch (id int);",
+    ])
+    func noSessionStateOfAMigrationOutlivesItsConnectionLease(setting: String) async throws {
+        let directory = try MigrationDirectory(["001_accounts.sql": setting + "\nCREATE TABLE {{tables.accounts}} (id int);\nINSERT INTO {{tables.accounts}} VALUES (1);"])
+        defer { directory.remove() }
+        for mode in [SchemaMigrator.TransactionMode.singleTransaction, .perFile] {
+            // One connection: whatever the migration's session kept, the next query would see.
+            try await withTestSchema(configure: { $0.maximumConnections = 1 }) { pool, db in
+                _ = try await db.fetchAll(
+                    "DO $$ BEGIN CREATE ROLE schemadb_test_admin SUPERUSER NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$")
+                try await migrator(db, directory, configure: { $0.transactionMode = mode }).apply()
+                let other = pool.database(schema: nil)
+                #expect(try await other.fetchValue("SELECT current_setting('search_path')", as: String.self) == "\"$user\", public")
+                #expect(try await other.fetchValue("SELECT current_user = session_user", as: Bool.self) == true)
+                #expect(try await other.fetchValue("SELECT current_setting('work_mem')", as: String.self) != "1MB")
+                #expect(try await other.fetchValue("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'", as: Int.self) == 0)
+                #expect(try await other.fetchValue("SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()", as: Int.self) == 0)
+                // An unqualified name no longer resolves into the migrated schema.
+                await #expect(throws: SchemaDBError.self) { try await other.fetchAll("SELECT * FROM accounts") }
+                #expect(try await db.fetchValue("SELECT count(*) FROM {{tables.accounts}}", as: Int.self) == 1)
+            }
         }
     }
 
@@ -274,9 +317,9 @@ struct SchemaMigratorTests {
 
     /// Runs a script's statements in order on one connection, as `psql -f` does.
     private func runScript(_ script: String, on db: SchemaDatabase) async throws {
-        let statements = try MigrationFile(filename: "001_script.sql", content: script).statements
+        let statements = try SQLStatementSplitter.split(script)
         try await db.withConnection { session in
-            for statement in statements { try await session.execute(statement) }
+            for statement in statements { try await session.execute(try SQLTemplate(statement)) }
         }
     }
 

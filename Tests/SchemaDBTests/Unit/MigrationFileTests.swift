@@ -83,6 +83,57 @@ import Testing
         }
     }
 
+    @Test(arguments: [
+        ("ALTER TABLE {{tables.t}} ADD c int;\nROLLBACK;\nSELECT 1;", 2, "ROLLBACK"),
+        ("SELECT 1;\n\n  commit;", 3, "COMMIT"),
+        ("BEGIN;\nSELECT 1;", 1, "BEGIN"),
+        ("SELECT 1;\n/* c */ END;", 2, "END"),
+        ("SELECT 1;\nabort", 2, "ABORT"),
+        ("SAVEPOINT a;\nSELECT 1;", 1, "SAVEPOINT"),
+        ("SELECT 1;\n-- note\nRELEASE SAVEPOINT a;", 3, "RELEASE SAVEPOINT"),
+        ("START TRANSACTION;", 1, "START TRANSACTION"),
+        ("SELECT 1;\nPREPARE TRANSACTION 'x';", 2, "PREPARE TRANSACTION"),
+        ("-- pgdbm:no-transaction\nCOMMIT;", 2, "COMMIT"),
+    ])
+    func transactionControlIsRefusedNamingFileAndLine(content: String, line: Int, command: String) {
+        #expect { _ = try MigrationFile(filename: "004_x.sql", content: content) } throws: {
+            ($0 as? SchemaDBError)?.code == .invalidMigrationFile && "\($0)".contains("004_x.sql") && "\($0)".contains("line \(line) has \(command)")
+        }
+    }
+
+    @Test func transactionWordsInBodiesStringsAndOtherStatementsAreFine() throws {
+        let content = """
+            CREATE FUNCTION {{schema}}.f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN COMMIT; END $$;
+            INSERT INTO {{tables.t}} (note) VALUES ('ROLLBACK; BEGIN');
+            PREPARE q AS SELECT 1;
+            -- COMMIT;
+            SELECT 1 AS "commit";
+            """
+        #expect(try MigrationFile(filename: "005_x.sql", content: content).statements.count == 4)
+    }
+
+    @Test func aFileWithANulByteIsRefusedNamingTheLine() {
+        #expect { _ = try MigrationFile(filename: "006_x.sql", content: "SELECT 1;\nSELECT '\u{0}';") } throws: {
+            ($0 as? SchemaDBError)?.code == .invalidMigrationFile && "\($0)".contains("006_x.sql") && "\($0)".contains("line 2 has a NUL byte")
+        }
+    }
+
+    @Test func upperCaseExtensionsAndBrokenOrLoopingLinksAreRefusedNotSkipped() throws {
+        try withTemporaryDirectory { directory in
+            try "SELECT 1".write(to: directory.appendingPathComponent("001_a.SQL"), atomically: true, encoding: .utf8)
+            #expect { _ = try MigrationSet(directory: directory) } throws: { "\($0)".contains("001_a.SQL") && "\($0)".contains("lower-case .sql") }
+        }
+        try withTemporaryDirectory { directory in
+            try FileManager.default.createSymbolicLink(at: directory.appendingPathComponent("001_gone.sql"), withDestinationURL: directory.appendingPathComponent("nowhere.sql"))
+            #expect { _ = try MigrationSet(directory: directory) } throws: { "\($0)".contains("001_gone.sql") && "\($0)".contains("link to nothing") }
+        }
+        try withTemporaryDirectory { directory in
+            try FileManager.default.createSymbolicLink(at: directory.appendingPathComponent("001_loop.sql"), withDestinationURL: directory.appendingPathComponent("002_loop.sql"))
+            try FileManager.default.createSymbolicLink(at: directory.appendingPathComponent("002_loop.sql"), withDestinationURL: directory.appendingPathComponent("001_loop.sql"))
+            #expect { _ = try MigrationSet(directory: directory) } throws: { ($0 as? SchemaDBError)?.code == .invalidMigrationFile && "\($0)".contains("_loop.sql") }
+        }
+    }
+
     @Test func aMissingDirectoryIsAClearError() {
         #expect { _ = try MigrationSet(directory: URL(fileURLWithPath: "/nonexistent/migrations")) } throws: {
             ($0 as? SchemaDBError)?.code == .migrationDirectoryUnreadable && "\($0)".contains("/nonexistent/migrations")
