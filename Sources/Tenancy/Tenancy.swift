@@ -90,6 +90,9 @@ public final class Tenancy: Service, Sendable {
         if prefix.isEmpty || prefix.utf8.count > 40 || SQLIdentifier.problem(with: prefix) != nil {
             throw TenancyError(code: .invalidArgument, message: "the schema prefix \"\(prefix.debugDescriptionEscaped)\" cannot be used; use 1 to 40 ASCII letters, digits and '_', starting with a letter or '_'")
         }
+        if prefix.lowercased().hasPrefix("pg_") {
+            throw TenancyError(code: .invalidArgument, message: "the schema prefix \"\(prefix)\" cannot be used: PostgreSQL reserves schema names starting with pg_; choose another, like tenant_")
+        }
         if configuration.listensForChanges, let limit = pool.connectionLimit, limit < 2 {
             throw TenancyError(code: .invalidArgument, message: "listening for changes keeps one connection of the pool, and this pool has \(limit); allow at least 2 connections, or turn listening off")
         }

@@ -3,13 +3,14 @@ public import Foundation
 extension DatabaseConfig {
     /// Reads `DATABASE_URL` when it is set, and otherwise libpq's variables: `PGHOST`, `PGPORT`,
     /// `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGAPPNAME` and
-    /// `PGCONNECT_TIMEOUT`. Unset variables keep their defaults.
+    /// `PGCONNECT_TIMEOUT`. Unset variables keep their defaults. A URL without a password takes
+    /// it from `PGPASSWORD` or the password file (see ``fillingPassword(from:)``).
     /// - Parameter environment: The variables to read. Defaults to the process environment.
     /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidConfiguration`` naming
     ///   the variable that cannot be used.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseConfig {
         if let url = environment["DATABASE_URL"], !url.isEmpty {
-            return try DatabaseConfig(url: url)
+            return try DatabaseConfig(url: url).fillingPassword(from: environment)
         }
         var config = DatabaseConfig()
         if let host = environment["PGHOST"], !host.isEmpty {
@@ -23,7 +24,6 @@ extension DatabaseConfig {
         }
         if let path = config.unixSocketPath { config.unixSocketPath = socketPath(directory: path, port: config.port) }
         if let user = environment["PGUSER"], !user.isEmpty { config.user = user }
-        if let password = environment["PGPASSWORD"] { config.password = password }
         if let database = environment["PGDATABASE"], !database.isEmpty { config.database = database }
         if let mode = environment["PGSSLMODE"], !mode.isEmpty {
             guard let tlsMode = TLSMode(rawValue: mode) else {
@@ -39,6 +39,7 @@ extension DatabaseConfig {
             }
             config.connectTimeout = .seconds(seconds)
         }
+        config = try config.fillingPassword(from: environment)
         try config.validate()
         return config
     }

@@ -4,16 +4,18 @@ extension DatabaseConfig {
     /// Parses a `postgres://` or `postgresql://` URL:
     /// `postgres://user:password@host:port/database?sslmode=require&application_name=app&connect_timeout=5`.
     ///
-    /// User, password, host and database are percent-decoded. A host that decodes to a path
-    /// starting with `/` is a Unix socket directory. Query parameters: `sslmode`, `sslrootcert`,
-    /// `application_name`, `connect_timeout` (seconds), and `host` (a socket directory).
-    /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidConfiguration``; the
-    ///   message never contains the password.
+    /// User, password, host and database are percent-decoded; a password with `/`, `?`, `#` or
+    /// `@` must encode them (`%2F`, `%3F`, `%23`, `%40`). A host that decodes to a path starting
+    /// with `/` is a Unix socket directory. Query parameters, as libpq names them: `sslmode`,
+    /// `sslrootcert`, `application_name`, `connect_timeout` (seconds), `host` (a socket
+    /// directory), `port`, `user`, `password` and `dbname`.
+    /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidConfiguration`` naming
+    ///   the problem. The message never repeats the URL or any part of it that could hold the
+    ///   password; decoded fields with NUL or other control characters are refused.
     public init(url: String) throws {
         self.init()
-        let masked = Self.maskPassword(inURL: url)
         func fail(_ problem: String) -> SchemaDBError {
-            .invalidConfiguration("invalid database URL \(masked): \(problem)")
+            .invalidConfiguration("invalid database URL: \(problem)")
         }
 
         guard let schemeEnd = url.range(of: "://") else {
@@ -21,20 +23,27 @@ extension DatabaseConfig {
         }
         let scheme = url[..<schemeEnd.lowerBound].lowercased()
         guard scheme == "postgres" || scheme == "postgresql" else {
-            throw fail("the scheme must be postgres:// or postgresql://, not \(scheme)://")
+            throw fail("the scheme must be postgres:// or postgresql://")
         }
         var rest = Substring(url[schemeEnd.upperBound...])
-        var queryString: Substring? = nil
-        if let question = rest.firstIndex(of: "?") {
-            queryString = rest[rest.index(after: question)...]
-            rest = rest[..<question]
+        if let hash = rest.firstIndex(of: "#") {
+            // A fragment is ignored; an `@` after a `#` means a password held an unencoded `#`.
+            if rest[hash...].contains("@") { throw Self.unencodedPasswordCharacter(fail) }
+            rest = rest[..<hash]
         }
-        var authority = rest
+        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+        // An `@` after the host part means the password held an unencoded `/` or `?`: the
+        // rest of the URL would be read as a database name or parameters carrying it.
+        if rest[authorityEnd...].contains("@") { throw Self.unencodedPasswordCharacter(fail) }
+        let authority = rest[..<authorityEnd]
         var path: Substring = ""
-        if let slash = rest.firstIndex(of: "/") {
-            authority = rest[..<slash]
-            path = rest[rest.index(after: slash)...]
+        var queryString: Substring? = nil
+        var afterAuthority = rest[authorityEnd...]
+        if let question = afterAuthority.firstIndex(of: "?") {
+            queryString = afterAuthority[afterAuthority.index(after: question)...]
+            afterAuthority = afterAuthority[..<question]
         }
+        if afterAuthority.hasPrefix("/") { path = afterAuthority.dropFirst() }
         var hostPort = authority
         if let at = authority.lastIndex(of: "@") {
             let userInfo = authority[..<at]
@@ -42,32 +51,38 @@ extension DatabaseConfig {
             let userPart: Substring
             if let colon = userInfo.firstIndex(of: ":") {
                 userPart = userInfo[..<colon]
-                guard let password = String(userInfo[userInfo.index(after: colon)...]).removingPercentEncoding else {
-                    throw fail("the password is not valid percent-encoding")
-                }
-                self.password = password
+                self.password = try Self.decode(userInfo[userInfo.index(after: colon)...], "the password", fail)
             } else {
                 userPart = userInfo
             }
-            guard let user = String(userPart).removingPercentEncoding else { throw fail("the user name is not valid percent-encoding") }
+            let user = try Self.decode(userPart, "the user name", fail)
             if !user.isEmpty { self.user = user }
         }
         try parseHostPort(hostPort, fail: fail)
-        if !path.isEmpty {
-            guard let database = String(path).removingPercentEncoding else { throw fail("the database name is not valid percent-encoding") }
-            self.database = database
-        }
+        if !path.isEmpty { self.database = try Self.decode(path, "the database name", fail) }
         if let queryString {
             for pair in queryString.split(separator: "&") where !pair.isEmpty {
-                let key = pair.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
-                let rawValue = pair.split(separator: "=", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
-                guard let value = rawValue.replacingOccurrences(of: "+", with: " ").removingPercentEncoding else {
-                    throw fail("the value of \(key) is not valid percent-encoding")
-                }
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let key = String(parts[0])
+                let value = try Self.decode(Substring((parts.count > 1 ? parts[1] : "").replacingOccurrences(of: "+", with: " ")), "a parameter value", fail)
                 try apply(parameter: key, value: value, fail: fail)
             }
         }
         try validate()
+    }
+
+    private static func unencodedPasswordCharacter(_ fail: (String) -> SchemaDBError) -> SchemaDBError {
+        fail("an @ follows the host part, so the password holds an unencoded /, ?, # or @; percent-encode them (%2F, %3F, %23, %40)")
+    }
+
+    /// Percent-decodes a field, refusing NUL and other control characters: a decoded `%00`
+    /// would end the field in the startup message and let the rest set other parameters.
+    private static func decode(_ text: Substring, _ field: String, _ fail: (String) -> SchemaDBError) throws -> String {
+        guard let decoded = String(text).removingPercentEncoding else { throw fail("\(field) is not valid percent-encoding") }
+        if decoded.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            throw fail("\(field) contains a NUL or another control character; remove it")
+        }
+        return decoded
     }
 
     private mutating func parseHostPort(_ hostPort: Substring, fail: (String) -> SchemaDBError) throws {
@@ -84,10 +99,10 @@ extension DatabaseConfig {
             portPart = hostPort[hostPort.index(after: colon)...]
         }
         if let portPart {
-            guard let port = Int(portPart), (1...65535).contains(port) else { throw fail("the port \"\(portPart)\" is not a number from 1 to 65535") }
+            guard let port = Int(portPart), (1...65535).contains(port) else { throw fail("the port is not a number from 1 to 65535") }
             self.port = port
         }
-        guard let host = String(hostPart).removingPercentEncoding else { throw fail("the host is not valid percent-encoding") }
+        let host = try Self.decode(hostPart, "the host", fail)
         if host.hasPrefix("/") {
             unixSocketPath = Self.socketPath(directory: host, port: port)
         } else if !host.isEmpty {
@@ -99,7 +114,7 @@ extension DatabaseConfig {
         switch key {
         case "sslmode":
             guard let mode = TLSMode(rawValue: value) else {
-                throw fail("sslmode \"\(value)\" is not one of \(TLSMode.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw fail("sslmode must be one of \(TLSMode.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             tlsMode = mode
         case "sslrootcert":
@@ -107,14 +122,35 @@ extension DatabaseConfig {
         case "application_name":
             applicationName = value
         case "connect_timeout":
-            guard let seconds = Int(value), seconds > 0 else { throw fail("connect_timeout \"\(value)\" is not a positive number of seconds") }
+            guard let seconds = Int(value), seconds > 0 else { throw fail("connect_timeout must be a positive number of seconds") }
             connectTimeout = .seconds(seconds)
         case "host":
             if value.hasPrefix("/") { unixSocketPath = Self.socketPath(directory: value, port: port) } else { host = value }
+        case "port":
+            guard let number = Int(value), (1...65535).contains(number) else { throw fail("the port is not a number from 1 to 65535") }
+            port = number
+            if let socket = unixSocketPath { unixSocketPath = Self.socketPath(directory: (socket as NSString).deletingLastPathComponent, port: number) }
+        case "user":
+            user = value
+        case "password":
+            password = value
+        case "dbname":
+            database = value
         default:
-            throw fail("unknown parameter \"\(key)\"; supported: sslmode, sslrootcert, application_name, connect_timeout, host")
+            // The key is shown only when it is a parameter libpq knows: any other text could be
+            // part of a password.
+            let shown = Self.otherLibpqParameters.contains(key) ? "parameter \"\(key)\" is not supported" : "it has an unknown parameter (not shown)"
+            throw fail("\(shown); supported: sslmode, sslrootcert, application_name, connect_timeout, host, port, user, password, dbname")
         }
     }
+
+    /// libpq parameters that are not supported, named in errors.
+    private static let otherLibpqParameters: Set<String> = [
+        "hostaddr", "passfile", "channel_binding", "options", "fallback_application_name", "keepalives", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout", "replication", "gssencmode", "sslcompression", "sslcert",
+        "sslkey", "sslpassword", "sslcrl", "sslcrldir", "sslsni", "requirepeer", "ssl_min_protocol_version", "ssl_max_protocol_version",
+        "krbsrvname", "gsslib", "service", "target_session_attrs", "load_balance_hosts", "client_encoding", "require_auth",
+    ]
 
     /// libpq's socket file name inside a socket directory.
     static func socketPath(directory: String, port: Int) -> String {
@@ -140,15 +176,5 @@ extension DatabaseConfig {
         var query = ["sslmode=\(tlsMode.rawValue)"]
         if let applicationName { query.append("application_name=\(applicationName.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")") }
         return result + "?" + query.joined(separator: "&")
-    }
-
-    /// Replaces the password of a URL-like string with `***`, for messages about URLs that may not parse.
-    static func maskPassword(inURL url: String) -> String {
-        guard let schemeEnd = url.range(of: "://") else { return url.contains("@") ? "(unparseable URL)" : url }
-        let afterScheme = url[schemeEnd.upperBound...]
-        let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
-        let authority = afterScheme[..<authorityEnd]
-        guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else { return url }
-        return String(url[..<authority.index(after: colon)]) + "***" + String(url[at...])
     }
 }

@@ -83,6 +83,9 @@ extension SchemaDBError {
         result.serverMessage = info[.message]
         result.detail = info[.detail]
         result.hint = info[.hint]
+        result.constraint = info[.constraintName]
+        result.table = info[.tableName]
+        result.column = info[.columnName]
         return result
     }
 }

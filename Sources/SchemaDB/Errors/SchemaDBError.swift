@@ -64,10 +64,18 @@ public struct SchemaDBError: Error, Sendable {
     public var message: String
     /// The server's SQLSTATE, such as `42P01`, when the server reported the error.
     public var sqlState: String?
-    /// The server's message, when the server reported the error.
+    /// The server's message, when the server reported the error. It may quote data values (an
+    /// invalid input, say); ``description`` shows ``redactedServerMessage`` instead.
     public var serverMessage: String?
-    /// The server's detail line, when it sent one.
+    /// The server's detail line, when it sent one. It may carry data values (`Key (email)=(…)`),
+    /// so only ``debugDescription`` shows it.
     public var detail: String?
+    /// The constraint the server named, such as a violated unique constraint.
+    public var constraint: String?
+    /// The table the server named.
+    public var table: String?
+    /// The column the server named.
+    public var column: String?
     /// The server's hint, when it sent one.
     public var hint: String?
     /// The schema the operation ran in.
@@ -114,20 +122,51 @@ extension SchemaDBError: CustomStringConvertible, CustomDebugStringConvertible {
         if let schema { parts.append("schema \"\(schema)\"") }
         if let migrationFile { parts.append("migration \(migrationFile)") }
         if let sqlState {
-            parts.append("SQLSTATE \(sqlState): \(serverMessage ?? "")")
-        } else if let serverMessage {
+            parts.append("SQLSTATE \(sqlState): \(redactedServerMessage ?? "")")
+        } else if let serverMessage = redactedServerMessage {
             parts.append(serverMessage)
         }
-        if let detail { parts.append("detail: \(detail)") }
+        if let table { parts.append("table \"\(table)\"") }
+        if let column { parts.append("column \"\(column)\"") }
+        if let constraint { parts.append("constraint \"\(constraint)\"") }
         if let hint { parts.append("hint: \(hint)") }
         if let sql { parts.append("SQL: \(Self.abbreviate(sql))") }
         return parts.joined(separator: "; ").replacingNewlines()
     }
 
+    /// ``description`` with the server's own message and detail, which may quote data values:
+    /// for a debugger, never for logs or stored rows.
     public var debugDescription: String {
         var result = "SchemaDBError(code: \(code), \(description), at: \(file):\(line)"
+        if let serverMessage, serverMessage != redactedServerMessage { result += ", server message: \(serverMessage)" }
+        if let detail { result += ", detail: \(detail)" }
         if let underlying { result += ", underlying: \(Self.safeDescription(of: underlying))" }
         return result + ")"
+    }
+
+    /// ``serverMessage`` without the data values it may quote. Data exceptions (SQLSTATE class
+    /// 22) and integrity violations (class 23) quote values in double quotes, as in
+    /// `invalid input syntax for type integer: "…"`; every quoted part that is not the table,
+    /// column, constraint or schema the server named is replaced with `…`.
+    public var redactedServerMessage: String? {
+        guard let serverMessage else { return nil }
+        guard let sqlState, sqlState.hasPrefix("22") || sqlState.hasPrefix("23") else { return serverMessage }
+        let names = Set([table, column, constraint, schema].compactMap { $0 })
+        var result = ""
+        var rest = Substring(serverMessage)
+        while let open = rest.firstIndex(of: "\"") {
+            result += rest[...open]
+            let afterOpen = rest.index(after: open)
+            guard let close = rest[afterOpen...].firstIndex(of: "\"") else {
+                result += "…\""
+                return result
+            }
+            let quoted = String(rest[afterOpen..<close])
+            result += names.contains(quoted) ? quoted : "…"
+            result += "\""
+            rest = rest[rest.index(after: close)...]
+        }
+        return result + rest
     }
 
     static func abbreviate(_ sql: String) -> String {
@@ -136,13 +175,11 @@ extension SchemaDBError: CustomStringConvertible, CustomDebugStringConvertible {
         return String(flat.prefix(shownSQLLength)) + "…"
     }
 
-    /// A description of `error` that leaves out queries and their bind values.
+    /// A description of `error` for logs: no query, bind value, server message or detail.
     static func safeDescription(of error: any Error) -> String {
         if let error = error as? PSQLError {
             var fields: [String] = []
-            for field in [PSQLError.ServerInfo.Field.sqlState, .message, .detail] {
-                if let value = error.serverInfo?[field] { fields.append("\(field): \(value)") }
-            }
+            if let state = error.serverInfo?[.sqlState] { fields.append("sqlState: \(state)") }
             if let underlying = error.underlying { fields.append("underlying: \(underlying)") }
             return "PSQLError(code: \(error.code)\(fields.isEmpty ? "" : ", " + fields.joined(separator: ", ")))"
         }

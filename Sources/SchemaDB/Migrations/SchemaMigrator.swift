@@ -227,7 +227,7 @@ public struct SchemaMigrator: Sendable {
                     error.message = "migration \(file.filename) waited more than \(options.lockTimeout) for a table lock at statement \(index + 1) of \(file.statements.count); \(kept); retry when the sessions holding the table are done, or raise the lock timeout"
                 } else {
                     if error.code == .queryFailed { error.code = .migrationFailed }
-                    let cause = error.serverMessage.map { "\($0) (SQLSTATE \(error.sqlState ?? "?"))" } ?? error.message
+                    let cause = error.redactedServerMessage.map { "\($0) (SQLSTATE \(error.sqlState ?? "?"))" } ?? error.message
                     error.message = "migration \(file.filename) failed at statement \(index + 1) of \(file.statements.count): \(cause); \(kept)"
                 }
                 throw error

@@ -8,6 +8,21 @@ extension TenantLifecycle {
     /// and provisions a new schema otherwise. A tenant that exists is provisioned again if it
     /// failed, taken over if an attempt was left half-way, and left alone if it is active.
     func create(_ slug: TenantSlug, displayName: String?) async throws -> OnboardingReport {
+        // Another process onboarding the same slug at the same moment is waited for (up to
+        // 30 s), so that both callers see the one outcome.
+        let deadline = ContinuousClock.now + .seconds(30)
+        var wait = Duration.milliseconds(50)
+        while true {
+            do {
+                return try await createOnce(slug, displayName: displayName)
+            } catch let error as TenancyError where [.provisioningInProgress, .concurrentChange].contains(error.code) && ContinuousClock.now + wait < deadline {
+                try await Task.sleep(for: wait)
+                wait = min(wait * 2, .seconds(1))
+            }
+        }
+    }
+
+    private func createOnce(_ slug: TenantSlug, displayName: String?) async throws -> OnboardingReport {
         let mode = try await mode()
         let store = registry.store
         if let existing = try await store.record(slug: slug.rawValue) {

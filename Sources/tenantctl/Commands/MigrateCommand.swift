@@ -11,14 +11,14 @@ struct MigrateCommand: AsyncParsableCommand {
 
     @Flag(help: "Every active and suspended tenant, and every spare schema.") var all = false
     @Argument(help: "Tenants to migrate.") var slugs: [String] = []
-    @Option(help: "Tenants migrated at once.") var concurrency: Int = 4
-    @Option(help: "Migrate the first K tenants one at a time; abort if any fails.") var canary: Int = 0
-    @Option(name: .customLong("max-failures"), help: "Abort once more than N tenants failed.") var maxFailures: Int?
+    @Option(parsing: .unconditional, help: "Tenants migrated at once.") var concurrency: Int = 4
+    @Option(parsing: .unconditional, help: "Migrate the first K tenants one at a time; abort if any fails.") var canary: Int = 0
+    @Option(name: .customLong("max-failures"), parsing: .unconditional, help: "Abort once more than N tenants failed.") var maxFailures: Int?
     @Flag(name: .customLong("dry-run"), help: "Print what would run, change nothing.") var dryRun = false
-    @Option(help: ArgumentHelp("Resume run RUN: retry its failed and unstarted tenants.", valueName: "run")) var resume: Int64?
-    @Option(help: ArgumentHelp("Wait up to this many seconds for another fleet run to finish, instead of failing at once.", valueName: "seconds"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Resume run RUN: retry its failed and unstarted tenants.", valueName: "run")) var resume: Int64?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Wait up to this many seconds for another fleet run to finish, instead of failing at once.", valueName: "seconds"))
     var wait: Int?
-    @Option(name: .customLong("lock-timeout"), help: ArgumentHelp("The longest wait for each tenant's locks, in seconds.", valueName: "seconds"))
+    @Option(name: .customLong("lock-timeout"), parsing: .unconditional, help: ArgumentHelp("The longest wait for each tenant's locks, in seconds.", valueName: "seconds"))
     var lockTimeout: Double = 10
     @OptionGroup var options: GlobalOptions
 

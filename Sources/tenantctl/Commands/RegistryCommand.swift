@@ -74,7 +74,7 @@ struct RegistryCommand: AsyncParsableCommand {
             let from = try options.registryDescription()
             let (report, to) = try await context.withRegistry { source in
                 if target.hasPrefix("postgres://") || target.hasPrefix("postgresql://") {
-                    var config = try DatabaseConfig(url: target)
+                    var config = try DatabaseConfig(url: target).fillingPassword()
                     config.retry = .none
                     return try await DatabasePool.withPool(configuration: config, logger: context.logger) { pool in
                         let destination = try TenantRegistry(pool: pool, schema: targetSchema, creatingIfMissing: true)

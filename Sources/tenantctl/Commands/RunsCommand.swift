@@ -12,7 +12,7 @@ struct RunsCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "Recent fleet runs, newest first.")
 
-        @Option(help: "At most this many runs.") var limit: Int = 20
+        @Option(parsing: .unconditional, help: "At most this many runs.") var limit: Int = 20
         @OptionGroup var options: GlobalOptions
 
         func run() async throws {

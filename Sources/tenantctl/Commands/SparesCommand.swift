@@ -30,7 +30,7 @@ struct SparesCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "fill", abstract: "Provision N more spare schemas.")
 
         @Argument(help: "How many spares to add.") var count: Int
-        @Option(help: "Spares provisioned at once.") var concurrency: Int = 4
+        @Option(parsing: .unconditional, help: "Spares provisioned at once.") var concurrency: Int = 4
         @OptionGroup var options: GlobalOptions
 
         func run() async throws {

@@ -56,7 +56,7 @@ struct ListCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Only tenants in this state: \(TenantState.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "state"))
     var status: String?
-    @Option(help: "At most this many tenants.") var limit: Int?
+    @Option(parsing: .unconditional, help: "At most this many tenants.") var limit: Int?
     @OptionGroup var options: GlobalOptions
 
     func run() async throws {
@@ -87,7 +87,7 @@ struct ShowCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one tenant, its applied migrations and its recent events.")
 
     @Argument var slug: String
-    @Option(help: "Recent events to show.") var events: Int = 20
+    @Option(parsing: .unconditional, help: "Recent events to show.") var events: Int = 20
     @OptionGroup var options: GlobalOptions
 
     struct Details: Encodable {
@@ -119,6 +119,7 @@ struct ShowCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        guard events >= 0 else { throw UsageError("--events must be 0 or more") }
         let slug = try TenantSlug(slug)
         let context = try CommandContext(options)
         let current = try? context.currentLevel()

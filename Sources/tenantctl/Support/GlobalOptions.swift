@@ -7,7 +7,9 @@ import Tenancy
 /// The options every command takes, each resolved as: the flag, then its environment variable,
 /// then the default.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customLong("database-url"), help: ArgumentHelp("The PostgreSQL URL. Default: $DATABASE_URL, then a PostgreSQL registry's URL, then the PG* variables.", valueName: "url"))
+    @Option(name: .customLong("database-url"), help: ArgumentHelp(
+        "The PostgreSQL URL. Default: $DATABASE_URL, then a PostgreSQL registry's URL, then the PG* variables. Leave the password out: it is taken from $PGPASSWORD or ~/.pgpass ($PGPASSFILE).",
+        valueName: "url"))
     var databaseURL: String?
 
     @Option(help: ArgumentHelp(
@@ -43,7 +45,7 @@ struct GlobalOptions: ParsableArguments {
     func registryChoice() throws -> RegistryChoice {
         let value = nonEmpty(registry) ?? nonEmpty(environment["TENANCY_REGISTRY"]) ?? TenantRegistry.defaultPath
         guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") else { return .file(value) }
-        var config = try DatabaseConfig(url: value)
+        var config = try DatabaseConfig(url: value).fillingPassword(from: environment)
         config.retry = .none
         if config.applicationName == nil { config.applicationName = "tenantctl" }
         let schema = nonEmpty(registrySchema) ?? nonEmpty(environment["TENANCY_REGISTRY_SCHEMA"]) ?? TenantRegistry.defaultSchema
@@ -66,7 +68,7 @@ struct GlobalOptions: ParsableArguments {
     func databaseConfig(connections: Int = 4) throws -> DatabaseConfig {
         var config: DatabaseConfig
         if let url = nonEmpty(databaseURL) ?? nonEmpty(environment["DATABASE_URL"]) {
-            config = try DatabaseConfig(url: url)
+            config = try DatabaseConfig(url: url).fillingPassword(from: environment)
         } else if case .postgres(let registryConfig, _) = try registryChoice() {
             config = registryConfig
         } else {

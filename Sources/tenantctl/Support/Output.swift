@@ -11,13 +11,13 @@ struct Output {
             print(Self.encode(value))
         } else {
             let text = human()
-            if !text.isEmpty { print(text) }
+            if !text.isEmpty { print(text.escapingControlCharacters(keepingNewlines: true)) }
         }
     }
 
-    /// Writes a line to stderr.
+    /// Writes a line to stderr, control characters escaped.
     static func note(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        FileHandle.standardError.write(Data((line.escapingControlCharacters(keepingNewlines: true) + "\n").utf8))
     }
 
     static func encode<Value: Encodable>(_ value: Value) -> String {
@@ -59,6 +59,7 @@ struct TextTable {
     mutating func add(_ cells: String...) { rows.append(cells) }
 
     func render() -> String {
+        let rows = rows.map { $0.map { $0.escapingControlCharacters(keepingNewlines: false) } }
         var widths = headers.map(\.count)
         for row in rows {
             for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) }
@@ -68,6 +69,23 @@ struct TextTable {
                 index == cells.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
         }
-        return ([line(headers.map { $0.uppercased() })] + rows.map { line($0.map { $0.replacingOccurrences(of: "\n", with: " ") }) }).joined(separator: "\n")
+        return ([line(headers.map { $0.uppercased() })] + rows.map(line)).joined(separator: "\n")
+    }
+}
+
+extension String {
+    /// The text with control characters (an escape sequence in a display name, say) shown as
+    /// `\u{1B}` instead of reaching the terminal, which would run them.
+    func escapingControlCharacters(keepingNewlines: Bool) -> String {
+        var result = ""
+        for scalar in unicodeScalars {
+            let isControl = scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+            if !isControl || (keepingNewlines && scalar == "\n") {
+                result.unicodeScalars.append(scalar)
+            } else {
+                result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            }
+        }
+        return result
     }
 }

@@ -188,6 +188,30 @@ struct SchemaDatabaseTests {
         }
     }
 
+    /// Data values the server quotes (a unique key's value, an invalid input) stay out of
+    /// `description`, which logs and stored rows use; names of the table, column and constraint stay in.
+    @Test func descriptionsKeepNamesAndLeaveOutDataValues() async throws {
+        try await withTestSchema { _, db in
+            try await db.execute("CREATE TABLE {{tables.users}} (id int, email text CONSTRAINT users_email_unique UNIQUE)")
+            try await db.execute("INSERT INTO {{tables.users}} VALUES (1, $1)", "ceo@secret.example")
+            let duplicate = await #expect(throws: SchemaDBError.self) {
+                try await db.execute("INSERT INTO {{tables.users}} VALUES (2, $1)", "ceo@secret.example")
+            }
+            let invalid = await #expect(throws: SchemaDBError.self) {
+                try await db.execute("INSERT INTO {{tables.users}} VALUES ($1::text::int, 'x')", "s3cr3t-number")
+            }
+            let unique = try #require(duplicate)
+            #expect(unique.description.contains("constraint \"users_email_unique\""))
+            #expect(unique.description.contains("table \"users\""))
+            #expect(!unique.description.contains("ceo@secret.example"))
+            #expect(String(reflecting: unique).contains("ceo@secret.example"))  // the debugger still sees it
+            let syntax = try #require(invalid)
+            #expect(syntax.sqlState == "22P02")
+            #expect(syntax.description.contains("invalid input syntax for type integer: \"…\""))
+            #expect(!syntax.description.contains("s3cr3t"))
+        }
+    }
+
     @Test func sessionTimeoutsFromTheConfigurationApplyToEveryConnection() async throws {
         try await withTestSchema(configure: { $0.statementTimeout = .milliseconds(100) }) { _, db in
             let timeout = try await db.fetchValue("SHOW statement_timeout", as: String.self)

@@ -1,3 +1,4 @@
+import Foundation
 import SchemaDB
 import Testing
 
@@ -41,6 +42,17 @@ import Testing
         ("postgres://u:hunter2@h/d?connect_timeout=-1", "connect_timeout"),
         ("postgres://u:hunter2@h/d?pool=5", "unknown parameter"),
         ("u:hunter2@h/d", "expected postgres://"),
+        ("postgres://u@h/d?passwd=hunter2", "unknown parameter (not shown)"),
+        ("postgres://u@h/d?hunter2", "unknown parameter (not shown)"),
+        ("postgres://u@h/d?options=hunter2", "\"options\" is not supported"),
+        ("postgres://u:hun/ter2@h/d", "unencoded /, ?, # or @"),
+        ("postgres://u:hunter2/x@h/d", "unencoded /, ?, # or @"),
+        ("postgres://u:hun?ter2@h/d", "unencoded /, ?, # or @"),
+        ("postgres://u:hun#ter2@h/d", "unencoded /, ?, # or @"),
+        ("postgres://u:hunter2@h:hunter2/d", "port"),
+        ("postgres://nobody:hunter2@h/db%00user%00postgres", "database name contains a NUL"),
+        ("postgres://nobody%00user:hunter2@h/db", "user name contains a NUL"),
+        ("postgres://u:hunter2@h/d?application_name=a%1B%5B31m", "parameter value contains a NUL or another control character"),
     ])
     func badURLsAreRefusedWithoutShowingThePassword(url: String, problem: String) {
         #expect {
@@ -48,6 +60,35 @@ import Testing
         } throws: { error in
             let text = String(describing: error) + String(reflecting: error)
             return (error as? SchemaDBError)?.code == .invalidConfiguration && text.contains(problem) && !text.contains("hunter2")
+        }
+    }
+
+    @Test func libpqParametersInTheQueryStringAreRead() throws {
+        let config = try DatabaseConfig(url: "postgres://h?user=app&password=p%26w&dbname=main&port=6000")
+        #expect(config.user == "app" && config.password == "p&w" && config.database == "main" && config.port == 6000)
+    }
+
+    @Test func aMissingPasswordComesFromPGPASSWORDOrAPrivatePasswordFile() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pgpass-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("pgpass").path
+        try """
+            # host:port:database:user:password
+            other:5432:*:app:wrong
+            db:5432:main:app:fr\\:om\\\\file
+            *:*:*:*:fallback
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        let url = try DatabaseConfig(url: "postgres://app@db:5432/main")
+        #expect(try url.fillingPassword(from: ["PGPASSFILE": file]).password == "fr:om\\file")
+        #expect(try DatabaseConfig(url: "postgres://x@elsewhere/y").fillingPassword(from: ["PGPASSFILE": file]).password == "fallback")
+        #expect(try url.fillingPassword(from: ["PGPASSFILE": file, "PGPASSWORD": "env"]).password == "env")
+        #expect(try DatabaseConfig(url: "postgres://app:given@db/main").fillingPassword(from: ["PGPASSFILE": file]).password == "given")
+        #expect(try DatabaseConfig.fromEnvironment(["DATABASE_URL": "postgres://app@db:5432/main", "PGPASSFILE": file]).password == "fr:om\\file")
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: file)
+        #expect { _ = try url.fillingPassword(from: ["PGPASSFILE": file]) } throws: {
+            "\($0)".contains("chmod 600") && !"\($0)".contains("fr:om")
         }
     }
 
