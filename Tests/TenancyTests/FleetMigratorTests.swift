@@ -182,6 +182,59 @@ struct FleetMigratorTests {
         }
     }
 
+    /// The fleet lock's backend terminated under a running run: the run notices, stops between
+    /// tenants and is left interrupted, so a second run cannot overlap it unnoticed.
+    @Test(arguments: StoreKind.allCases)
+    func aRunWhoseFleetLockWasLostStopsAndIsResumable(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let tenancy = try fixture.makeTenancy()
+            try await onboard(tenancy, ["t1", "t2", "t3"])
+            // The first tenant's migration waits for a lock the test holds.
+            let gate = Int64.random(in: 1 ... .max)
+            try fixture.writeMigration("003_gated.sql", "SELECT pg_advisory_xact_lock(\(gate));")
+            let released = try fixture.makeTenancy()
+            let key = try #require(released.lifecycle.migrations).fleetLockKey(schemaPrefix: fixture.schemaPrefix)
+            let stop = FleetStop()
+            try await fixture.pool.database(schema: nil).withConnection { holder in
+                _ = try await holder.fetchAll("SELECT pg_advisory_lock($1)", gate)
+                async let running = released.fleet.run(.all, options: { var options = FleetMigrator.Options(); options.concurrency = 1; return options }(), stop: stop)
+                _ = try await eventually("the first tenant waits at the gate") { try await holder.fetchValue("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ($1::bigint & 4294967295)::oid", gate, as: Int.self) == 1 }
+                let terminated = try await holder.fetchValue(
+                    """
+                    SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                      AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid
+                    """, key, as: Int.self)
+                #expect(terminated == 1)
+                _ = try await eventually("the run notices the lost lock") { stop.isStopped }
+                _ = try await holder.fetchAll("SELECT pg_advisory_unlock($1)", gate)
+                let report = try await running
+                #expect(report.run.status == .interrupted)
+                #expect(report.run.error?.contains("fleet lock was lost") == true)
+                #expect(report.items.map(\.status) == [.succeeded, .pending, .pending])
+
+                let resumed = try await released.fleet.resume(runID: report.run.id)
+                #expect(resumed.run.status == .completed)
+            }
+        }
+    }
+
+    /// A run's last write does not overwrite what another process recorded after finding it
+    /// abandoned.
+    @Test(arguments: StoreKind.allCases)
+    func theLastWriteOfARunThatAnotherProcessFoundAbandonedChangesNothing(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let tenancy = try fixture.makeTenancy()
+            try await onboard(tenancy, ["t1"])
+            let store = try await tenancy.registry.ready()
+            let first = try await store.beginFleetRun(tenantIDs: [], target: nil, parameters: "{}")
+            let second = try await store.beginFleetRun(tenantIDs: [], target: nil, parameters: "{}")
+            try await store.finishFleetRun(id: first, status: .completed, error: nil)
+            #expect(try await tenancy.registry.fleetRun(id: first)?.status == .interrupted)
+            try await store.finishFleetRun(id: second, status: .completed, error: nil)
+            #expect(try await tenancy.registry.fleetRun(id: second)?.status == .completed)
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func aTenantWhoseTableIsLockedFailsAfterTheLockTimeoutAndTheOthersMigrate(store: StoreKind) async throws {
         try await TenancyFixture.run(store) { fixture in

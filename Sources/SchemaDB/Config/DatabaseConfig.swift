@@ -66,12 +66,16 @@ public struct DatabaseConfig: Sendable, Equatable {
     public var maximumConnections: Int = 20
     /// How long an idle connection above ``minimumConnections`` stays open. Defaults to 60 s.
     public var connectionIdleTimeout: Duration = .seconds(60)
-    /// `statement_timeout` for every session of the pool; `nil` keeps the server's setting.
-    public var statementTimeout: Duration? = nil
+    /// `statement_timeout` for every session of the pool, so that no query waits on the server
+    /// without bound; `nil` keeps the server's setting. Defaults to 60 s. Migrations are not
+    /// bounded by it: their transactions set no statement timeout, only a lock timeout.
+    public var statementTimeout: Duration? = .seconds(60)
     /// `lock_timeout` for every session of the pool; `nil` keeps the server's setting.
     public var lockTimeout: Duration? = nil
-    /// `idle_in_transaction_session_timeout` for every session; `nil` keeps the server's setting.
-    public var idleInTransactionSessionTimeout: Duration? = nil
+    /// `idle_in_transaction_session_timeout` for every session, so that a client that stopped
+    /// half-way through a transaction does not hold its locks for ever; `nil` keeps the
+    /// server's setting. Defaults to 60 s.
+    public var idleInTransactionSessionTimeout: Duration? = .seconds(60)
     /// Queries slower than this are logged at `info` level; `nil` logs none.
     public var slowQueryThreshold: Duration? = nil
     /// Retries of the first connection. Defaults to three, with backoff.

@@ -175,6 +175,8 @@ public struct SchemaMigrator: Sendable {
         try await database.withConnection { session in
             try await acquireLock(on: session, transactionScoped: false)
             do {
+                // A file outside a transaction (CREATE INDEX CONCURRENTLY) may run long.
+                _ = try await session.fetchAll("SELECT set_config('statement_timeout', '0', false)")
                 let result = try await applyBatches(on: session)
                 try await releaseSessionLock(on: session)
                 return result
@@ -343,8 +345,9 @@ public struct SchemaMigrator: Sendable {
         let attempt: () async throws -> (Bool, Int64?) = transactionScoped
             ? {
                 let row = try await db.fetchOne(
-                    "SELECT pg_try_advisory_xact_lock($1), txid_current(), set_config('lock_timeout', $2, true)", lockKey, lockTimeoutSetting)
-                guard let (acquired, transactionID, _) = try row?.decode((Bool, Int64, String).self) else { return (false, nil) }
+                    "SELECT pg_try_advisory_xact_lock($1), txid_current(), set_config('lock_timeout', $2, true), set_config('statement_timeout', '0', true)",
+                    lockKey, lockTimeoutSetting)
+                guard let (acquired, transactionID, _, _) = try row?.decode((Bool, Int64, String, String).self) else { return (false, nil) }
                 return (acquired, transactionID)
             }
             : { (try await db.fetchValue("SELECT pg_try_advisory_lock($1)", lockKey, as: Bool.self) == true, nil) }
@@ -369,14 +372,16 @@ public struct SchemaMigrator: Sendable {
     /// `SET LOCAL lock_timeout` does.
     /// - Returns: The transaction's ID (`txid_current()`).
     private func limitLockWaits(_ transaction: SchemaDatabase) async throws -> Int64? {
-        try await transaction.fetchValue("SELECT txid_current(), set_config('lock_timeout', $1, true)", lockTimeoutSetting, as: Int64.self)
+        try await transaction.fetchValue("SELECT txid_current(), set_config('lock_timeout', $1, true), set_config('statement_timeout', '0', true)", lockTimeoutSetting, as: Int64.self)
     }
 
     /// ``Options/lockTimeout`` in milliseconds, as `lock_timeout` takes it.
     private var lockTimeoutSetting: String { String(max(1, options.lockTimeout.wholeMilliseconds)) }
 
+    /// Releases the session lock and gives `statement_timeout` back its connect-time value.
     private func releaseSessionLock(on session: SchemaDatabase) async throws {
         _ = try await session.fetchAll("SELECT pg_advisory_unlock($1)", lockKey)
+        _ = try await session.fetchAll("RESET statement_timeout")
     }
 }
 

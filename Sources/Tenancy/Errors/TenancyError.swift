@@ -10,7 +10,7 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
             case provisioningInProgress, provisioningFailed, illegalTransition, concurrentChange, confirmationRequired
             case registryFailed, registryBusy, registryNotFound, registryTooNew, registryMismatch
             case databaseFailed, migrationFailed, migrationSetUnavailable
-            case fleetLocked, fleetRunNotFound, invalidArgument
+            case fleetLocked, fleetRunNotFound, fleetRunInterrupted, invalidArgument
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -59,6 +59,9 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
         public static let fleetLocked = Self(.fleetLocked)
         /// The registry has no fleet run with this id.
         public static let fleetRunNotFound = Self(.fleetRunNotFound)
+        /// A fleet run stopped before its end because the database or the registry could not be
+        /// reached; the message names the run to resume.
+        public static let fleetRunInterrupted = Self(.fleetRunInterrupted)
         /// An option or argument is out of range.
         public static let invalidArgument = Self(.invalidArgument)
 

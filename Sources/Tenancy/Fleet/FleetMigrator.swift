@@ -124,7 +124,7 @@ public struct FleetMigrator: Sendable {
         let width = try width(for: options)
         let parameters = Self.parameters(selection, options)
         return try await shielded(stop) {
-            try await self.withFleetLock(wait: options.fleetLockWait) {
+            try await self.withFleetLock(wait: options.fleetLockWait, stop: stop) {
                 let runID = try await self.registry.store.beginFleetRun(tenantIDs: candidates.map(\.id), target: migrations.currentLevel, parameters: parameters)
                 self.logger.info("fleet run started", metadata: [TenancyLoggingKeys.fleetRun: "\(runID)", "tenant.count": "\(candidates.count)"])
                 return try await self.drive(runID: runID, tenantIDs: candidates.map(\.id), width: width, options: options, migrations: migrations, stop: stop, progress: progress)
@@ -145,7 +145,7 @@ public struct FleetMigrator: Sendable {
         let width = try width(for: options)
         guard run.status.isResumable else { return try await report(runID) }
         return try await shielded(stop) {
-            try await self.withFleetLock(wait: options.fleetLockWait) {
+            try await self.withFleetLock(wait: options.fleetLockWait, stop: stop) {
                 let tenantIDs = try await self.registry.store.reopenFleetRun(id: runID, target: migrations.currentLevel)
                 self.logger.info("fleet run resumed", metadata: [TenancyLoggingKeys.fleetRun: "\(runID)", "tenant.count": "\(tenantIDs.count)"])
                 return try await self.drive(runID: runID, tenantIDs: tenantIDs, width: width, options: options, migrations: migrations, stop: stop, progress: progress)
@@ -202,7 +202,7 @@ public struct FleetMigrator: Sendable {
         let start = ContinuousClock.now
         let migrate: @Sendable (Int64) async throws -> Void = { id in
             guard !stop.isStopped, tally.withLock({ $0.abortReason == nil }) else { return }
-            let item = try await self.migrate(tenantID: id, runID: runID, options: options, migrations: migrations)
+            let item = try await self.migrate(tenantID: id, runID: runID, options: options, migrations: migrations, stop: stop)
             let snapshot = tally.withLock { tally in
                 switch item.status {
                 case .succeeded: tally.succeeded += 1
@@ -229,8 +229,12 @@ public struct FleetMigrator: Sendable {
             }
             _ = try await forEachConcurrently(tenantIDs.dropFirst(canaries.count), width: width, migrate)
         } catch {
+            // The registry could not record a tenant: the run cannot go on without its ledger.
             try? await registry.store.finishFleetRun(id: runID, status: .interrupted, error: "\(error)")
-            throw error
+            throw TenancyError(
+                code: .fleetRunInterrupted,
+                message: "fleet run \(runID) stopped: \(error); tenants it left running are retried by a resume; once the database and registry are reachable, resume it with: tenantctl migrate --resume \(runID)",
+                underlying: error)
         }
         let final = tally.withLock { $0 }
         let status: FleetRun.Status
@@ -252,7 +256,7 @@ public struct FleetMigrator: Sendable {
 
     /// Migrates one tenant and records the outcome. Database failures become a failed item;
     /// registry failures are thrown.
-    private func migrate(tenantID: Int64, runID: Int64, options: Options, migrations: TenantMigrations) async throws -> FleetRunItem {
+    private func migrate(tenantID: Int64, runID: Int64, options: Options, migrations: TenantMigrations, stop: FleetStop) async throws -> FleetRunItem {
         let start = ContinuousClock.now
         var item = FleetRunItem(tenantID: tenantID, slug: nil, schema: "", position: 0, status: .skipped, attempts: 0,
                                 error: nil, durationMilliseconds: nil, filesApplied: [], startedAt: Date(), finishedAt: nil)
@@ -271,6 +275,10 @@ public struct FleetMigrator: Sendable {
                 } catch let error as SchemaDBError {
                     item.status = .failed
                     item.error = error.message + (error.hint.map { "; hint: \($0)" } ?? "")
+                    if error.code == .connectionFailed {
+                        // Not this tenant's fault: the server went away. The rest wait for a resume.
+                        stop.stop(reason: "the connection to the database was lost")
+                    }
                 } catch {
                     item.status = .failed
                     item.error = "\(error)"
@@ -307,7 +315,11 @@ public struct FleetMigrator: Sendable {
     // MARK: - Locking and cancellation
 
     /// Holds the fleet lock, a session advisory lock on one pooled connection, around `body`.
-    private func withFleetLock<T: Sendable>(wait: Duration?, _ body: () async throws -> T) async throws -> T {
+    ///
+    /// While `body` runs, the lock's session is checked every second: when its connection ended
+    /// (the backend was terminated, the server restarted) another run may already hold the
+    /// lock, so the run is stopped between tenants and recorded as interrupted.
+    private func withFleetLock<T: Sendable>(wait: Duration?, stop: FleetStop, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let key = try requireMigrations().fleetLockKey(schemaPrefix: schemaPrefix)
         return try await pool.database(schema: nil).withConnection { session in
             let deadline = wait.map { ContinuousClock.now + $0 }
@@ -322,12 +334,53 @@ public struct FleetMigrator: Sendable {
                 pause = min(pause * 2, .seconds(1))
             }
             do {
-                let result = try await body()
+                let result = try await withThrowingTaskGroup(of: T?.self) { group in
+                    group.addTask {
+                        try await self.watchFleetLock(key, on: session, stop: stop)
+                        return nil
+                    }
+                    group.addTask { try await body() }
+                    while let next = try await group.next() {
+                        if let result = next {
+                            group.cancelAll()
+                            return result
+                        }
+                    }
+                    throw CancellationError()
+                }
                 _ = try? await session.fetchAll("SELECT pg_advisory_unlock($1)", key)
                 return result
             } catch {
                 _ = try? await session.fetchAll("SELECT pg_advisory_unlock($1)", key)
                 throw error
+            }
+        }
+    }
+
+    /// Returns when the task is cancelled; stops the run when the fleet lock is no longer held.
+    private func watchFleetLock(_ key: Int64, on session: SchemaDatabase, stop: FleetStop) async throws {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: .seconds(1))
+            } catch {
+                return
+            }
+            let held: Bool
+            do {
+                held = try await session.fetchValue(
+                    """
+                    SELECT EXISTS (SELECT FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted AND objsubid = 1
+                                   AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid)
+                    """, key, as: Bool.self) == true
+            } catch is CancellationError {
+                return
+            } catch {
+                held = false
+            }
+            guard held else {
+                logger.warning("the fleet lock was lost: its connection ended; stopping the run between tenants")
+                stop.stop(reason: "the fleet lock was lost (its connection ended, or the server restarted)")
+                return
             }
         }
     }

@@ -58,7 +58,7 @@ struct MigrateCommand: AsyncParsableCommand {
         }
         if run.counts.failed > 0 || run.status != .completed {
             Output.note("error: run \(run.id) \(run.status.rawValue) with \(run.counts.failed) tenants failed and \(run.counts.pending + run.counts.running) pending; fix the cause and resume it with: tenantctl migrate --resume \(run.id)")
-            throw ReportedFailure(code: run.counts.failed > 0 ? ExitStatus.tenantsFailed : ExitStatus.failure)
+            throw ReportedFailure(code: ExitStatus.tenantsFailed)
         }
     }
 

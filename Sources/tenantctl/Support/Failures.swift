@@ -31,6 +31,7 @@ enum ExitStatus {
             let exitCode: Int32 = switch error.code {
             case .invalidSlug, .confirmationRequired, .invalidArgument, .registryNotFound, .registryMismatch, .migrationSetUnavailable: usage
             case .fleetLocked, .provisioningInProgress: locked
+            case .fleetRunInterrupted: tenantsFailed
             default: failure
             }
             return (exitCode, snakeCase(error.code.description), error.description)

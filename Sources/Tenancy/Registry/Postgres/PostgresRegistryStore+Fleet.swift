@@ -70,7 +70,7 @@ extension PostgresRegistryStore {
 
     func finishFleetRun(id: Int64, status: FleetRun.Status, error: String?) async throws {
         try await translating("be written") {
-            try await db.execute("UPDATE {{tables.fleet_runs}} SET status = $2, error = $3, finished_at = now() WHERE id = $1", id, status.rawValue, error)
+            try await db.execute("UPDATE {{tables.fleet_runs}} SET status = $2, error = $3, finished_at = now() WHERE id = $1 AND status = 'running'", id, status.rawValue, error)
         }
     }
 

@@ -58,7 +58,9 @@ extension SQLiteRegistryStore {
     func finishFleetRun(id: Int64, status: FleetRun.Status, error: String?) async throws {
         let now = Date()
         try await write { db in
-            try db.execute(sql: "UPDATE fleet_runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+            // Only a run still running: one that another process found abandoned (its fleet lock
+            // was lost) keeps the record that process wrote.
+            try db.execute(sql: "UPDATE fleet_runs SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status = 'running'",
                            arguments: [status.rawValue, error, now.timeIntervalSince1970, id])
         }
     }
