@@ -5,6 +5,7 @@ import Synchronization
 /// A TCP proxy in front of a PostgreSQL server, for fault tests. It forwards bytes both ways
 /// and, once armed, lets a `COMMIT` through to the server and cuts the client's connection
 /// before the answer comes back: the transaction commits, and the client never hears of it.
+/// It can also cut every connection and refuse new ones for a while, as a restart would.
 ///
 /// ```swift
 /// let proxy = try await FaultProxy.start(upstreamHost: "127.0.0.1", upstreamPort: 5432)
@@ -22,6 +23,8 @@ public final class FaultProxy: Sendable {
         struct State {
             var armedMarker: String?? = .none
             var commitRepliesLost = 0
+            var refusing = false
+            var open: [ObjectIdentifier: any Channel] = [:]
         }
 
         let state = Mutex(State())
@@ -57,7 +60,14 @@ public final class FaultProxy: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { inbound in
-                ClientBootstrap(group: inbound.eventLoop)
+                let id = ObjectIdentifier(inbound)
+                let refused = faults.state.withLock { state in
+                    if !state.refusing { state.open[id] = inbound }
+                    return state.refusing
+                }
+                if refused { return inbound.close() }
+                inbound.closeFuture.whenComplete { _ in _ = faults.state.withLock { $0.open.removeValue(forKey: id) } }
+                return ClientBootstrap(group: inbound.eventLoop)
                     .connect(host: upstreamHost, port: upstreamPort)
                     .flatMap { outbound in
                         let fromClient = Relay(peer: outbound, faults: faults, inspectsCommits: true)
@@ -78,6 +88,22 @@ public final class FaultProxy: Sendable {
     /// before the server's answer. Fires once.
     public func loseNextCommitReply(after marker: String? = nil) {
         faults.state.withLock { $0.armedMarker = .some(marker) }
+    }
+
+    /// Cuts every open connection and refuses new ones until ``acceptConnections()``: what a
+    /// server restart (`pg_ctl restart -m immediate`) looks like to its clients.
+    public func cutAllConnections() {
+        let open = faults.state.withLock { state in
+            state.refusing = true
+            defer { state.open = [:] }
+            return Array(state.open.values)
+        }
+        for channel in open { channel.close(promise: nil) }
+    }
+
+    /// Accepts connections again after ``cutAllConnections()``.
+    public func acceptConnections() {
+        faults.state.withLock { $0.refusing = false }
     }
 
     /// How many `COMMIT` replies were lost so far.

@@ -15,9 +15,10 @@ struct RepairTests {
         var proxied = direct
         proxied.host = "127.0.0.1"
         proxied.port = proxy.port
+        proxied.retry = .none
         do {
-            try await TestPostgres.withPool(configuration: proxied) { pool in
-                let tenancy = try fixture.makeTenancy(pool: DatabasePool(borrowing: pool.client, maximumConnections: proxied.maximumConnections, logger: TenancyFixture.silent))
+            try await DatabasePool.withPool(configuration: proxied, logger: TenancyFixture.silent) { pool in
+                let tenancy = try fixture.makeTenancy(pool: pool)
                 _ = try await tenancy.ready()
                 try await body(tenancy, proxy)
             }
@@ -55,6 +56,53 @@ struct RepairTests {
                 #expect(spares.count == 1)
                 #expect(try await fixture.existingSchemas() == spares.map(\.schema))
                 #expect(try await tenancy.reconcile().isClean)
+            }
+        }
+    }
+
+    /// The server goes away in the middle of a fleet run (every connection cut, new ones
+    /// refused, as in a restart): the run ends within seconds, nothing hangs, and a resume
+    /// finishes it once the server is back.
+    @Test(arguments: StoreKind.allCases)
+    func aFleetRunThatLosesTheServerEndsAndResumesWhenItIsBack(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let setup = try fixture.makeTenancy()
+            for slug in ["t1", "t2", "t3", "t4"] { try await setup.create(slug) }
+            let gate = Int64.random(in: 1 ... .max)
+            try fixture.writeMigration("003_gated.sql", "SELECT pg_advisory_xact_lock(\(gate));")
+            try await withProxiedTenancy(fixture) { tenancy, proxy in
+                let runID = try await fixture.pool.database(schema: nil).withConnection { holder in
+                    _ = try await holder.fetchAll("SELECT pg_advisory_lock($1)", gate)
+                    let running = Task { try await tenancy.fleet.run(.all, options: { var options = FleetMigrator.Options(); options.concurrency = 1; return options }()) }
+                    _ = try await eventually("the first tenant waits at the gate") {
+                        try await holder.fetchValue("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ($1::bigint & 4294967295)::oid", gate, as: Int.self) == 1
+                    }
+                    proxy.cutAllConnections()
+                    _ = try await holder.fetchAll("SELECT pg_advisory_unlock($1)", gate)
+                    let started = ContinuousClock.now
+                    let result = await running.result
+                    #expect(ContinuousClock.now - started < .seconds(30))
+                    switch (store, result) {
+                    case (.sqlite, .success(let report)):
+                        // The ledger is elsewhere: the tenant in flight failed, the others wait.
+                        #expect(report.run.status == .interrupted)
+                        #expect(report.items.map(\.status) == [.failed, .pending, .pending, .pending])
+                        return report.run.id
+                    case (.postgres, .failure(let error)):
+                        // The ledger went away with the server: the run says which one to resume.
+                        let error = try #require(error as? TenancyError)
+                        #expect(error.code == .fleetRunInterrupted)
+                        #expect(error.description.contains("--resume"))
+                        return try #require(try await fixture.makeTenancy().registry.fleetRuns().first?.id)
+                    default:
+                        Issue.record("unexpected outcome \(result)")
+                        return -1
+                    }
+                }
+                proxy.acceptConnections()
+                let resumed = try await tenancy.fleet.resume(runID: runID)
+                #expect(resumed.run.status == .completed)
+                #expect(resumed.items.allSatisfy { $0.status == .succeeded })
             }
         }
     }

@@ -76,6 +76,9 @@ public struct DatabaseConfig: Sendable, Equatable {
     /// half-way through a transaction does not hold its locks for ever; `nil` keeps the
     /// server's setting. Defaults to 60 s.
     public var idleInTransactionSessionTimeout: Duration? = .seconds(60)
+    /// The longest wait for a pooled connection in transactions and scoped connections; a
+    /// server that refuses connections fails a waiting lease after about a second. Defaults to 30 s.
+    public var leaseTimeout: Duration = .seconds(30)
     /// Queries slower than this are logged at `info` level; `nil` logs none.
     public var slowQueryThreshold: Duration? = nil
     /// Retries of the first connection. Defaults to three, with backoff.

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import PostgresNIO
+import _ConnectionPoolModule
 
 extension SchemaDBError {
     static func invalidIdentifier(_ name: String, _ problem: String, file: String = #fileID, line: Int = #line) -> Self {
@@ -47,6 +48,9 @@ extension SchemaDBError {
                 code: .decodingFailed,
                 message: "column \"\(error.columnName)\" of type \(error.postgresType) cannot be decoded as \(error.targetType)",
                 sql: sql, underlying: error, file: file, line: line)
+        } else if let error = error as? ConnectionPoolError {
+            // The pool gave up connecting (its circuit breaker is open) or is shut down.
+            wrapped = Self(code: .connectionFailed, message: "the pool has no connection to the server (\(error))", sql: sql, underlying: error, file: file, line: line)
         } else if let error = error as? PostgresTransactionError {
             return wrapping(error.closureError ?? error.commitError ?? error.beginError ?? error.rollbackError ?? error, sql: sql, schema: schema, migrationFile: migrationFile, file: file, line: line)
         } else {

@@ -28,6 +28,9 @@ public final class DatabasePool: Service, Sendable {
     let instrumentation: QueryInstrumentation
     private let maximumConnections: Int?
     private let isRunning = Atomic<Bool>(false)
+    /// The longest wait for a connection of the pool in transactions, ``SchemaDatabase/withConnection(_:)``
+    /// and after a connection failure.
+    public let leaseTimeout: Duration
     /// When a connection of this pool was last seen to fail, in `DispatchTime` nanoseconds; 0 for never.
     private let lastConnectionLoss = Atomic<UInt64>(0)
 
@@ -42,6 +45,7 @@ public final class DatabasePool: Service, Sendable {
         self.logger = logger
         self.maximumConnections = configuration.maximumConnections
         self.instrumentation = QueryInstrumentation(slowQueryThreshold: configuration.slowQueryThreshold)
+        self.leaseTimeout = configuration.leaseTimeout
     }
 
     /// Borrows the host application's client.
@@ -52,9 +56,11 @@ public final class DatabasePool: Service, Sendable {
     ///   - maximumConnections: The client's connection limit, for ``statistics`` and for callers
     ///     that size their concurrency by it. `nil` when unknown.
     ///   - slowQueryThreshold: Queries slower than this are logged at `info` level.
+    ///   - leaseTimeout: The longest wait for a connection (see ``leaseTimeout``). Defaults to 30 s.
     ///   - logger: The default logger of this pool's handles.
-    public init(borrowing client: PostgresClient, maximumConnections: Int? = nil, slowQueryThreshold: Duration? = nil, logger: Logger) {
+    public init(borrowing client: PostgresClient, maximumConnections: Int? = nil, slowQueryThreshold: Duration? = nil, leaseTimeout: Duration = .seconds(30), logger: Logger) {
         self.client = client
+        self.leaseTimeout = leaseTimeout
         self.configuration = nil
         self.logger = logger
         self.maximumConnections = maximumConnections
@@ -87,13 +93,19 @@ public final class DatabasePool: Service, Sendable {
     /// connection through ``withOpenConnection(_:)``.
     package func noteConnectionLoss() {
         lastConnectionLoss.store(max(1, DispatchTime.now().uptimeNanoseconds), ordering: .relaxed)
+        servedSinceLoss.store(false, ordering: .relaxed)
     }
 
-    /// Whether a connection failed in the last 10 s, so that the pool may still hold (or be
-    /// handed back) connections that closed.
+    /// Whether a leased connection answered since the last connection failure.
+    private let servedSinceLoss = Atomic<Bool>(true)
+
+    /// Whether a connection failed in the last 10 s, or failed and no connection has answered
+    /// since: the pool may still hold (or be handed back) connections that closed, and its own
+    /// queue would wait a minute for a server that is gone.
     package var isRecoveringFromConnectionLoss: Bool {
         let loss = lastConnectionLoss.load(ordering: .relaxed)
-        return loss != 0 && DispatchTime.now().uptimeNanoseconds &- loss < 10_000_000_000
+        guard loss != 0 else { return false }
+        return !servedSinceLoss.load(ordering: .relaxed) || DispatchTime.now().uptimeNanoseconds &- loss < 10_000_000_000
     }
 
     /// Leases a connection for `body`, giving back any connection that is already closed.
@@ -106,10 +118,11 @@ public final class DatabasePool: Service, Sendable {
         var closedLeases = 0
         while true {
             do {
-                return try await client.withConnection { connection in
+                return try await withLeasedConnection { connection in
                     guard !connection.isClosed else { throw ClosedLease() }
                     do {
                         let result = try await body(connection)
+                        servedSinceLoss.store(true, ordering: .relaxed)
                         await closeIfForeignSQLLeftState(on: connection)
                         return result
                     } catch {
@@ -118,16 +131,81 @@ public final class DatabasePool: Service, Sendable {
                     }
                 }
             } catch is ClosedLease {
+                // The pool hears of a close a moment later; under load that can take a while.
                 closedLeases += 1
-                guard closedLeases <= 10 else {
+                guard closedLeases <= 40 else {
                     throw SchemaDBError(code: .connectionFailed, message: "the pool kept handing out connections that had closed; the server went away")
                 }
-                try await Task.sleep(for: .milliseconds(closedLeases))
+                try await Task.sleep(for: .milliseconds(min(5 * closedLeases, 100)))
             }
         }
     }
 
     private struct ClosedLease: Error {}
+
+    /// Runs `body` with a pooled connection, waiting for one at most ``leaseTimeout``, and less
+    /// when the server refuses connections: after a second of waiting an owned pool checks the
+    /// server itself and fails at once with the cause.
+    private func withLeasedConnection<Result>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> sending Result {
+        let lease = ConnectionLease()
+        let client = self.client
+        let holder = Task {
+            do {
+                try await client.withConnection { connection in
+                    if lease.resolve(.success(connection)) { await lease.waitUntilReleased() }
+                }
+            } catch {
+                lease.resolve(.failure(SchemaDBError.wrapping(error, sql: nil, schema: nil)))
+            }
+        }
+        let timeout = leaseTimeout
+        let timer = Task {
+            do { try await Task.sleep(for: min(timeout, .seconds(1))) } catch { return }
+            if let refusal = await self.serverRefusal() {
+                if lease.resolve(.failure(refusal)) { holder.cancel() }
+                return
+            }
+            do { try await Task.sleep(for: timeout - min(timeout, .seconds(1))) } catch { return }
+            let waited = SchemaDBError(code: .connectionFailed, message: "no pooled connection within \(timeout): every connection is busy, or the server cannot be reached")
+            if lease.resolve(.failure(waited)) { holder.cancel() }
+        }
+        defer { timer.cancel() }
+        let connection: PostgresConnection
+        do {
+            connection = try await withTaskCancellationHandler {
+                try await lease.connection()
+            } onCancel: {
+                if lease.resolve(.failure(CancellationError())) { holder.cancel() }
+            }
+        } catch let error as SchemaDBError {
+            if error.code == .connectionFailed { noteConnectionLoss() }
+            throw error
+        }
+        defer { lease.release() }
+        return try await body(connection)
+    }
+
+    /// The last check of the server by a waiting lease, so that waiters check at most once a second.
+    private let lastServerCheck = Mutex<(at: ContinuousClock.Instant, refusal: SchemaDBError?)?>(nil)
+
+    /// Why the server refuses connections, checked with a standalone connection; `nil` when it
+    /// accepts them, or for a borrowed pool, which has no configuration to connect with.
+    private func serverRefusal() async -> SchemaDBError? {
+        guard let configuration else { return nil }
+        let now = ContinuousClock.now
+        if let last = lastServerCheck.withLock({ $0 }), now - last.at < .seconds(1) { return last.refusal }
+        var refusal: SchemaDBError?
+        do {
+            let connection = try await PostgresConnection.connect(configuration: try configuration.makeConnectionConfiguration(), id: 0, logger: logger)
+            try? await connection.close()
+        } catch {
+            let failure = Self.connectionError(error, configuration: configuration)
+            // Refused, unreachable, starting up or shutting down; a full server is still there.
+            if failure.sqlState == nil || ["57P01", "57P02", "57P03"].contains(failure.sqlState) { refusal = failure }
+        }
+        lastServerCheck.withLock { $0 = (ContinuousClock.now, refusal) }
+        return refusal
+    }
 
     /// Connections leased now on which SQL this library does not control (migration files) ran.
     private let connectionsRunningForeignSQL = Mutex<Set<ObjectIdentifier>>([])
