@@ -55,7 +55,7 @@ struct RegistryCommandTests {
             try await expectLifecycleWorks(cli, slug: "beta")
             // What needs the set says so, naming the file.
             let create = try await cli.run("create", "delta")
-            #expect(create.status == 1 && create.stderr.contains("002_broken.sql"))
+            #expect(create.status == 2 && create.stderr.contains("002_broken.sql"))
         }
     }
 

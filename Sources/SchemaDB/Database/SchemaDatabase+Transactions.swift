@@ -113,7 +113,8 @@ extension SchemaDatabase {
         do {
             try await instrumented(sql) {
                 try Self.checkOpen(connection)
-                _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+                let logger = logger
+                _ = try await connection.answering { try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect() }
             }
         } catch var error as SchemaDBError where error.code == .queryFailed {
             error.code = .transactionFailed
@@ -127,8 +128,11 @@ extension SchemaDatabase {
     private func commit(on connection: PostgresConnection) async throws {
         let command = try await instrumented("COMMIT") {
             try Self.checkOpen(connection)
-            let result: EventLoopFuture<PostgresQueryResult> = connection.query(PostgresQuery(unsafeSQL: "COMMIT"), logger: logger)
-            return try await result.get().metadata.command
+            let logger = logger
+            return try await connection.answering {
+                let result: EventLoopFuture<PostgresQueryResult> = connection.query(PostgresQuery(unsafeSQL: "COMMIT"), logger: logger)
+                return try await result.get().metadata.command
+            }
         }
         guard command != "COMMIT" else { return }
         throw SchemaDBError(

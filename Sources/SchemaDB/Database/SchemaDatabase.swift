@@ -81,7 +81,8 @@ public struct SchemaDatabase: Sendable {
                 return try await pool.withOpenConnection { connection in try await connection.query(query, logger: logger).collect() }
             case .connection(let connection, _):
                 try Self.checkOpen(connection)
-                return try await connection.query(query, logger: logger).collect()
+                let logger = logger
+                return try await connection.answering { try await connection.query(query, logger: logger).collect() }
             }
         }
     }
@@ -90,8 +91,11 @@ public struct SchemaDatabase: Sendable {
     func affectedRows(_ query: PostgresQuery) async throws -> Int {
         try await instrumented(query.sql) {
             try await onConnection { connection in
-                let result: EventLoopFuture<PostgresQueryResult> = connection.query(query, logger: logger)
-                return try await result.get().metadata.rows ?? 0
+                let logger = logger
+                return try await connection.answering {
+                    let result: EventLoopFuture<PostgresQueryResult> = connection.query(query, logger: logger)
+                    return try await result.get().metadata.rows ?? 0
+                }
             }
         }
     }

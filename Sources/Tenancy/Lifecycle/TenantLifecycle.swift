@@ -105,12 +105,14 @@ struct TenantLifecycle: Sendable {
     /// Makes the tenant unreachable (`deleting`, announced), drops its schema with a bounded
     /// wait for locks, and records the tombstone. A drop that fails puts the tenant back in the
     /// state it was in; one whose outcome is unknown leaves it `deleting`, and running the
-    /// delete again finishes it.
+    /// delete again finishes it. Deleting a deleted tenant changes nothing and returns it.
     func delete(_ slug: TenantSlug, confirmingDataLoss: Bool) async throws -> Tenant {
         guard confirmingDataLoss else {
             throw TenancyError(code: .confirmationRequired, message: "deleting tenant \"\(slug)\" drops its schema and data; confirm to go ahead", slug: slug.rawValue)
         }
         var record = try await record(slug)
+        // A delete that already finished (run again after an interruption) has nothing left to do.
+        if record.state == .deleted { return try record.requireTenant() }
         let mode = try await mode()
         let store = registry.store
         let previous = record.state

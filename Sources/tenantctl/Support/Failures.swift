@@ -37,7 +37,7 @@ enum ExitStatus {
             return (exitCode, snakeCase(error.code.description), error.description)
         case let error as SchemaDBError:
             let exitCode: Int32 = switch error.code {
-            case .invalidConfiguration, .invalidIdentifier: usage
+            case .invalidConfiguration, .invalidIdentifier, .invalidMigrationFile, .migrationDirectoryUnreadable: usage
             case .migrationLockTimeout: locked
             default: failure
             }

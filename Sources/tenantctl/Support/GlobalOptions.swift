@@ -44,7 +44,16 @@ struct GlobalOptions: ParsableArguments {
     /// URL names a PostgreSQL registry, anything else a SQLite file.
     func registryChoice() throws -> RegistryChoice {
         let value = nonEmpty(registry) ?? nonEmpty(environment["TENANCY_REGISTRY"]) ?? TenantRegistry.defaultPath
-        guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") else { return .file(value) }
+        guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") else {
+            // Never echo what may be a URL with a password in it.
+            if value.contains("://") {
+                throw UsageError("the registry must be a SQLite file or a postgres:// URL, and this is another kind of URL")
+            }
+            if let at = value.firstIndex(of: "@"), let colon = value.firstIndex(of: ":"), colon < at, !value[..<colon].contains("/") {
+                throw UsageError("the registry looks like a database URL without its postgres:// scheme; add it, or give a file path")
+            }
+            return .file(value)
+        }
         var config = try DatabaseConfig(url: value).fillingPassword(from: environment)
         config.retry = .none
         if config.applicationName == nil { config.applicationName = "tenantctl" }
