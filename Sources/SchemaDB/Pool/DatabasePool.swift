@@ -242,6 +242,19 @@ public final class DatabasePool: Service, Sendable {
         try? await connection.close()
     }
 
+    /// How many of `wanted` concurrent sessions the server can take now: its `max_connections`,
+    /// less the connections reserved for superusers and those open, plus the ones this pool
+    /// already holds open. At least 1; `wanted` when the server cannot say.
+    public func concurrencyTheServerAllows(_ wanted: Int) async -> Int {
+        let free = try? await database(schema: nil).fetchValue(
+            """
+            SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+                   - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int
+            """, as: Int.self)
+        guard let free else { return wanted }
+        return max(1, min(wanted, free))
+    }
+
     /// A handle bound to `schema`. Creating one costs nothing and opens no connection.
     public func database(schema: SQLIdentifier?) -> SchemaDatabase {
         SchemaDatabase(pool: self, schema: schema, logger: logger)

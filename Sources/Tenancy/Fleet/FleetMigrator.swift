@@ -121,7 +121,7 @@ public struct FleetMigrator: Sendable {
     public func run(_ selection: Selection, options: Options = .init(), stop: FleetStop = FleetStop(), progress: (@Sendable (FleetProgress) -> Void)? = nil) async throws -> FleetReport {
         let migrations = try requireMigrations()
         let candidates = try await candidates(selection)
-        let width = try width(for: options)
+        let width = try await width(for: options)
         let parameters = Self.parameters(selection, options)
         return try await shielded(stop) {
             try await self.withFleetLock(wait: options.fleetLockWait, stop: stop) {
@@ -142,7 +142,7 @@ public struct FleetMigrator: Sendable {
         guard let run = try await registry.fleetRun(id: runID) else {
             throw TenancyError(code: .fleetRunNotFound, message: "no fleet run \(runID); list the runs with `tenantctl runs`")
         }
-        let width = try width(for: options)
+        let width = try await width(for: options)
         guard run.status.isResumable else { return try await report(runID) }
         return try await shielded(stop) {
             try await self.withFleetLock(wait: options.fleetLockWait, stop: stop) {
@@ -177,8 +177,17 @@ public struct FleetMigrator: Sendable {
         }
     }
 
-    /// Concurrency within the pool, leaving one connection for the fleet lock.
-    private func width(for options: Options) throws -> Int {
+    /// Concurrency within the pool, leaving one connection for the fleet lock, and within what
+    /// the server can take now.
+    private func width(for options: Options) async throws -> Int {
+        let width = try poolWidth(for: options)
+        let allowed = await pool.concurrencyTheServerAllows(width + 1) - 1
+        guard allowed < width else { return width }
+        logger.warning("the server takes only \(allowed + 1) more connections; migrating \(max(1, allowed)) tenants at a time instead of \(width)")
+        return max(1, allowed)
+    }
+
+    private func poolWidth(for options: Options) throws -> Int {
         guard options.concurrency >= 1 else {
             throw TenancyError(code: .invalidArgument, message: "fleet concurrency must be at least 1, not \(options.concurrency)")
         }

@@ -83,7 +83,7 @@ extension TenantLifecycle {
         let migrations = try requireMigrations()
         let mode = try await mode()
         if count > 0 {
-            let width = max(1, min(concurrency, pool.connectionLimit ?? concurrency))
+            let width = await pool.concurrencyTheServerAllows(max(1, min(concurrency, pool.connectionLimit ?? concurrency)))
             _ = try await forEachConcurrently(0..<count, width: width) { _ in try await self.provisionSpare(migrations, mode: mode) }
         }
         return try await registry.spares()

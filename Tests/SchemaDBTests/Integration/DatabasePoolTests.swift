@@ -9,6 +9,15 @@ import Testing
 
 @Suite(integration, .timeLimit(.minutes(2)))
 struct DatabasePoolTests {
+    @Test func concurrencyIsCappedByWhatTheServerCanTake() async throws {
+        try await withTestSchema { pool, db in
+            let maximum = try #require(try await db.fetchValue("SELECT current_setting('max_connections')::int", as: Int.self))
+            let allowed = await pool.concurrencyTheServerAllows(100_000)
+            #expect(allowed >= 1 && allowed < maximum)
+            #expect(await pool.concurrencyTheServerAllows(2) == 2)
+        }
+    }
+
     @Test func anUnreachablePortFailsFastWithTheCause() async throws {
         var config = try TestPostgres.makeTestConfiguration()
         config.host = "127.0.0.1"
