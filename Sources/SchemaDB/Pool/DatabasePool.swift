@@ -155,13 +155,16 @@ public final class DatabasePool: Service, Sendable {
                     if lease.resolve(.success(connection)) { await lease.waitUntilReleased() }
                 }
             } catch {
-                lease.resolve(.failure(SchemaDBError.wrapping(error, sql: nil, schema: nil)))
+                let failure = SchemaDBError.wrapping(error, sql: nil, schema: nil)
+                if (failure as? SchemaDBError)?.code == .connectionFailed { self.noteConnectionLoss() }
+                lease.resolve(.failure(failure))
             }
         }
         let timeout = leaseTimeout
         let timer = Task {
             do { try await Task.sleep(for: min(timeout, .seconds(1))) } catch { return }
             if let refusal = await self.serverRefusal() {
+                self.noteConnectionLoss()
                 if lease.resolve(.failure(refusal)) { holder.cancel() }
                 return
             }
@@ -170,16 +173,11 @@ public final class DatabasePool: Service, Sendable {
             if lease.resolve(.failure(waited)) { holder.cancel() }
         }
         defer { timer.cancel() }
-        let connection: PostgresConnection
-        do {
-            connection = try await withTaskCancellationHandler {
-                try await lease.connection()
-            } onCancel: {
-                if lease.resolve(.failure(CancellationError())) { holder.cancel() }
-            }
-        } catch let error as SchemaDBError {
-            if error.code == .connectionFailed { noteConnectionLoss() }
-            throw error
+        // A pool that is only busy is no connection loss: only a failure to connect is noted.
+        let connection = try await withTaskCancellationHandler {
+            try await lease.connection()
+        } onCancel: {
+            if lease.resolve(.failure(CancellationError())) { holder.cancel() }
         }
         defer { lease.release() }
         return try await body(connection)
