@@ -123,6 +123,9 @@ struct TenantctlTests {
                 let asRegistry = try await cli.run("list", "--registry", url)
                 #expect(asRegistry.status == 2)
                 #expect(!(asRegistry.stdout + asRegistry.stderr).contains("ter2"))
+                let asCopyTarget = try await cli.run("registry", "copy", "--to", url)
+                #expect(asCopyTarget.status == 2)
+                #expect(!(asCopyTarget.stdout + asCopyTarget.stderr).contains("ter2"))
             }
 
             let negative = try await cli.run("list", "--limit", "-5")

@@ -72,17 +72,18 @@ struct RegistryCommand: AsyncParsableCommand {
             guard !target.isEmpty else { throw UsageError("--to needs a SQLite file or a postgres:// URL") }
             let context = try CommandContext(options)
             let from = try options.registryDescription()
+            let choice = try GlobalOptions.registryChoice(target, schema: targetSchema, environment: ProcessInfo.processInfo.environment)
             let (report, to) = try await context.withRegistry { source in
-                if target.hasPrefix("postgres://") || target.hasPrefix("postgresql://") {
-                    var config = try DatabaseConfig(url: target).fillingPassword()
-                    config.retry = .none
+                switch choice {
+                case .postgres(let config, let schema):
                     return try await DatabasePool.withPool(configuration: config, logger: context.logger) { pool in
-                        let destination = try TenantRegistry(pool: pool, schema: targetSchema, creatingIfMissing: true)
+                        let destination = try TenantRegistry(pool: pool, schema: schema, creatingIfMissing: true)
                         return (try await source.copy(to: destination), destination.location)
                     }
+                case .file(let path):
+                    let destination = try TenantRegistry(path: path, creatingIfMissing: true)
+                    return (try await source.copy(to: destination), destination.location)
                 }
-                let destination = try TenantRegistry(path: target, creatingIfMissing: true)
-                return (try await source.copy(to: destination), destination.location)
             }
             let copied = Copied(from: from, to: to, tenants: report.tenants, events: report.events, fleetRuns: report.fleetRuns, fleetRunItems: report.fleetRunItems)
             context.output.emit(copied) {

@@ -40,24 +40,29 @@ struct GlobalOptions: ParsableArguments {
         case postgres(DatabaseConfig, schema: String)
     }
 
-    /// The registry from `--registry` / `TENANCY_REGISTRY`: a `postgres://` or `postgresql://`
-    /// URL names a PostgreSQL registry, anything else a SQLite file.
+    /// The registry from `--registry` / `TENANCY_REGISTRY`.
     func registryChoice() throws -> RegistryChoice {
         let value = nonEmpty(registry) ?? nonEmpty(environment["TENANCY_REGISTRY"]) ?? TenantRegistry.defaultPath
+        let schema = nonEmpty(registrySchema) ?? nonEmpty(environment["TENANCY_REGISTRY_SCHEMA"]) ?? TenantRegistry.defaultSchema
+        return try Self.registryChoice(value, schema: schema, environment: environment)
+    }
+
+    /// A registry given as `value`: a `postgres://` or `postgresql://` URL names a PostgreSQL
+    /// registry, anything else a SQLite file, except what looks like another URL, which is
+    /// refused without being echoed (it may hold a password).
+    static func registryChoice(_ value: String, schema: String, environment: [String: String]) throws -> RegistryChoice {
         guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") else {
-            // Never echo what may be a URL with a password in it.
             if value.contains("://") {
-                throw UsageError("the registry must be a SQLite file or a postgres:// URL, and this is another kind of URL")
+                throw UsageError("a registry must be a SQLite file or a postgres:// URL, and this is another kind of URL")
             }
             if let at = value.firstIndex(of: "@"), let colon = value.firstIndex(of: ":"), colon < at, !value[..<colon].contains("/") {
-                throw UsageError("the registry looks like a database URL without its postgres:// scheme; add it, or give a file path")
+                throw UsageError("a registry looks like a database URL without its postgres:// scheme; add it, or give a file path")
             }
             return .file(value)
         }
         var config = try DatabaseConfig(url: value).fillingPassword(from: environment)
         config.retry = .none
         if config.applicationName == nil { config.applicationName = "tenantctl" }
-        let schema = nonEmpty(registrySchema) ?? nonEmpty(environment["TENANCY_REGISTRY_SCHEMA"]) ?? TenantRegistry.defaultSchema
         return .postgres(config, schema: schema)
     }
 
