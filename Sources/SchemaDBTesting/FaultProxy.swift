@@ -65,7 +65,9 @@ public final class FaultProxy: Sendable {
                     if !state.refusing { state.open[id] = inbound }
                     return state.refusing
                 }
-                if refused { return inbound.close() }
+                if refused {
+                    return inbound.pipeline.addHandler(StartupRefusal()).flatMap { inbound.setOption(.autoRead, value: true) }
+                }
                 inbound.closeFuture.whenComplete { _ in _ = faults.state.withLock { $0.open.removeValue(forKey: id) } }
                 return ClientBootstrap(group: inbound.eventLoop)
                     .connect(host: upstreamHost, port: upstreamPort)
@@ -91,7 +93,8 @@ public final class FaultProxy: Sendable {
     }
 
     /// Cuts every open connection and refuses new ones until ``acceptConnections()``: what a
-    /// server restart (`pg_ctl restart -m immediate`) looks like to its clients.
+    /// server restart (`pg_ctl restart -m immediate`) looks like to its clients. A refused
+    /// connection gets the server's own answer while it starts up, `FATAL 57P03`.
     public func cutAllConnections() {
         let open = faults.state.withLock { state in
             state.refusing = true
@@ -112,6 +115,46 @@ public final class FaultProxy: Sendable {
     /// Stops accepting connections. Connections already open stay until their ends close them.
     public func close() async throws {
         try await listener.close()
+    }
+
+    /// Answers a connection as a starting server does: no to TLS, then `FATAL 57P03` to the
+    /// startup message, and closes.
+    private final class StartupRefusal: ChannelInboundHandler, @unchecked Sendable {
+        // @unchecked: NIO calls a handler on its channel's event loop only; `received` is touched there alone.
+        typealias InboundIn = ByteBuffer
+
+        private var received = ByteBuffer()
+        private static let encryptionRequests: Set<Int32> = [80_877_103, 80_877_104]
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var bytes = Self.unwrapInboundIn(data)
+            received.writeBuffer(&bytes)
+            while let length = received.getInteger(at: received.readerIndex, as: Int32.self), received.readableBytes >= Int(length) {
+                let code = received.getInteger(at: received.readerIndex + 4, as: Int32.self)
+                received.moveReaderIndex(forwardBy: Int(max(length, 4)))
+                if let code, Self.encryptionRequests.contains(code) {
+                    context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: "N")), promise: nil)
+                    continue
+                }
+                var fields = ByteBuffer()
+                for (field, value) in [("S", "FATAL"), ("V", "FATAL"), ("C", "57P03"), ("M", "the database system is starting up")] {
+                    fields.writeString(field + value)
+                    fields.writeInteger(UInt8(0))
+                }
+                fields.writeInteger(UInt8(0))
+                var reply = context.channel.allocator.buffer(capacity: fields.readableBytes + 5)
+                reply.writeString("E")
+                reply.writeInteger(Int32(fields.readableBytes + 4))
+                reply.writeBuffer(&fields)
+                let channel = context.channel
+                context.writeAndFlush(NIOAny(reply)).whenComplete { _ in channel.close(promise: nil) }
+                return
+            }
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            context.close(promise: nil)
+        }
     }
 
     /// Forwards what one side reads to the other side.

@@ -101,6 +101,16 @@ extension DatabasePool {
             underlying: psqlError)
     }
 
+    /// Whether a failed connection attempt says the server is not there to serve: nothing
+    /// listens at the port, the host name is unknown, or the server is starting up or
+    /// shutting down. A timeout, a full server or a connection closed during start-up is not.
+    static func isRefusal(_ error: any Error) -> Bool {
+        guard let psqlError = error as? PSQLError else { return false }
+        if let state = psqlError.serverInfo?[.sqlState] { return ["57P01", "57P02", "57P03"].contains(state) }
+        guard psqlError.code == .connectionError, let underlying = psqlError.underlying else { return false }
+        return ["connection refused", "the host name could not be resolved"].contains(describeNetworkError(underlying))
+    }
+
     private static func describeNetworkError(_ error: any Error) -> String {
         let text = String(describing: error)
         if text.contains("refused") || text.contains("ECONNREFUSED") { return "connection refused" }

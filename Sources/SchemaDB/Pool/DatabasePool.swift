@@ -162,13 +162,19 @@ public final class DatabasePool: Service, Sendable {
         }
         let timeout = leaseTimeout
         let timer = Task {
-            do { try await Task.sleep(for: min(timeout, .seconds(1))) } catch { return }
-            if let refusal = await self.serverRefusal() {
-                self.noteConnectionLoss()
-                if lease.resolve(.failure(refusal)) { holder.cancel() }
-                return
+            // Check the server after a second of waiting, and again every few seconds.
+            let deadline = ContinuousClock.now + timeout
+            var pause = Duration.seconds(1)
+            while ContinuousClock.now + pause < deadline {
+                do { try await Task.sleep(for: pause) } catch { return }
+                if let refusal = await self.serverRefusal() {
+                    self.noteConnectionLoss()
+                    if lease.resolve(.failure(refusal)) { holder.cancel() }
+                    return
+                }
+                pause = min(pause * 2, .seconds(4))
             }
-            do { try await Task.sleep(for: timeout - min(timeout, .seconds(1))) } catch { return }
+            do { try await Task.sleep(until: deadline) } catch { return }
             let waited = SchemaDBError(code: .connectionFailed, message: "no pooled connection within \(timeout): every connection is busy, or the server cannot be reached")
             if lease.resolve(.failure(waited)) { holder.cancel() }
         }
@@ -197,10 +203,11 @@ public final class DatabasePool: Service, Sendable {
             let connection = try await PostgresConnection.connect(configuration: try configuration.makeConnectionConfiguration(), id: 0, logger: logger)
             try? await connection.close()
         } catch {
-            let failure = Self.connectionError(error, configuration: configuration)
-            // Refused, unreachable, starting up or shutting down; a full server is still there.
-            if failure.sqlState == nil || ["57P01", "57P02", "57P03"].contains(failure.sqlState) { refusal = failure }
+            // Only a clear refusal fails the waiters at once: a full or slow server is still there.
+            if Self.isRefusal(error) { refusal = Self.connectionError(error, configuration: configuration) }
         }
+        // A check cut short by its waiter's end says nothing about the server.
+        guard !Task.isCancelled else { return nil }
         lastServerCheck.withLock { $0 = (ContinuousClock.now, refusal) }
         return refusal
     }

@@ -134,4 +134,66 @@ struct DatabasePoolTests {
             }
         }
     }
+
+    /// A server that answers "starting up" to new connections is gone for now: a lease fails
+    /// with that cause in seconds, not at the lease timeout.
+    @Test func aLeaseFailsInSecondsWhileTheServerRefusesConnections() async throws {
+        let direct = try TestPostgres.makeTestConfiguration()
+        let proxy = try await FaultProxy.start(upstreamHost: direct.host, upstreamPort: direct.port)
+        var config = direct
+        config.host = "127.0.0.1"
+        config.port = proxy.port
+        config.leaseTimeout = .seconds(30)
+        try await TestPostgres.withPool(configuration: config) { pool in
+            let db = pool.database(schema: nil)
+            let before = try await db.withConnection { try await $0.fetchValue("SELECT 1", as: Int.self) }
+            #expect(before == 1)
+            proxy.cutAllConnections()
+            // A statement on a connection the cut closed fails with that close; the next lease
+            // needs a new connection and gets the server's refusal.
+            let started = ContinuousClock.now
+            var refusal: SchemaDBError?
+            while refusal == nil, ContinuousClock.now - started < .seconds(15) {
+                do {
+                    _ = try await db.withConnection { try await $0.fetchValue("SELECT 1", as: Int.self) }
+                } catch let error as SchemaDBError where error.message.contains("starting up") {
+                    refusal = error
+                } catch let error as SchemaDBError {
+                    #expect(error.code == .connectionFailed)
+                }
+            }
+            #expect(refusal?.code == .connectionFailed)
+            #expect(ContinuousClock.now - started < .seconds(15))
+            proxy.acceptConnections()
+            var served = false
+            let reopened = ContinuousClock.now
+            while !served, ContinuousClock.now - reopened < .seconds(20) {
+                served = (try? await db.withConnection { try await $0.fetchValue("SELECT 1", as: Int.self) }) == 1
+            }
+            #expect(served, "the pool serves again once the server accepts connections")
+        }
+        try await proxy.close()
+    }
+
+    /// A pool whose connections are all busy is not a server that went away: a lease waits for
+    /// its whole timeout, past the server check, and then names both possible causes.
+    @Test func aBusyPoolWaitsForTheLeaseTimeoutAndIsNotTakenForAnOutage() async throws {
+        var config = try TestPostgres.makeTestConfiguration()
+        config.maximumConnections = 1
+        config.leaseTimeout = .seconds(3)
+        try await TestPostgres.withPool(configuration: config) { pool in
+            let db = pool.database(schema: nil)
+            try await db.withConnection { _ in
+                let started = ContinuousClock.now
+                await #expect {
+                    try await db.withConnection { try await $0.fetchValue("SELECT 1", as: Int.self) }
+                } throws: { error in
+                    (error as? SchemaDBError)?.message.contains("no pooled connection within") == true
+                }
+                #expect(ContinuousClock.now - started >= .seconds(3))
+            }
+            let after = try await db.withConnection { try await $0.fetchValue("SELECT 1", as: Int.self) }
+            #expect(after == 1)
+        }
+    }
 }
