@@ -128,11 +128,21 @@ struct TenancyFixture {
         try await openRegistry().ready().record(slug: slug)
     }
 
-    static func run(_ store: StoreKind = .sqlite, _ body: (TenancyFixture) async throws -> Void) async throws {
+    /// - Parameter ownDatabase: Run in a database of its own, for a test whose migrations run
+    ///   `CREATE INDEX CONCURRENTLY`: it waits for every older transaction in its database,
+    ///   including those other tests hold open on purpose.
+    static func run(_ store: StoreKind = .sqlite, ownDatabase: Bool = false, _ body: (TenancyFixture) async throws -> Void) async throws {
+        guard ownDatabase else { return try await run(store, configuration: try TestPostgres.makeTestConfiguration(), body) }
+        try await TestPostgres.withPool { admin in
+            try await TestPostgres.withTemporaryDatabase(pool: admin) { config in try await run(store, configuration: config, body) }
+        }
+    }
+
+    private static func run(_ store: StoreKind, configuration: DatabaseConfig, _ body: (TenancyFixture) async throws -> Void) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tenancy-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("tenant-migrations"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        try await TestPostgres.withPool { pool in
+        try await TestPostgres.withPool(configuration: configuration) { pool in
             let fixture = TenancyFixture(directory: directory, pool: pool, store: store)
             for (name, content) in migrations { try fixture.writeMigration(name, content) }
             do {

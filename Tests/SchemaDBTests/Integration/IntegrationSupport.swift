@@ -14,16 +14,27 @@ import Testing
 }
 
 /// Runs `body` with a pool on the test server and a fresh schema of its own.
+/// - Parameter ownDatabase: Put the schema in a database of its own, for a test that runs
+///   `CREATE INDEX CONCURRENTLY`: it waits for every older transaction in its database,
+///   including those other tests hold open on purpose.
 func withTestSchema(
+    ownDatabase: Bool = false,
     logger: Logger = Logger(label: "schemadb.tests", factory: { _ in SwiftLogNoOpLogHandler() }),
     configure: (inout DatabaseConfig) -> Void = { _ in },
     _ body: (DatabasePool, SchemaDatabase) async throws -> Void
 ) async throws {
     var config = try TestPostgres.makeTestConfiguration()
     configure(&config)
-    try await TestPostgres.withPool(configuration: config, logger: logger) { pool in
-        try await TestPostgres.withTemporarySchema(pool: pool) { db in
-            try await body(pool, db)
+    guard ownDatabase else {
+        return try await TestPostgres.withPool(configuration: config, logger: logger) { pool in
+            try await TestPostgres.withTemporarySchema(pool: pool) { db in try await body(pool, db) }
+        }
+    }
+    try await TestPostgres.withPool(configuration: config) { admin in
+        try await TestPostgres.withTemporaryDatabase(pool: admin) { own in
+            try await TestPostgres.withPool(configuration: own, logger: logger) { pool in
+                try await TestPostgres.withTemporarySchema(pool: pool) { db in try await body(pool, db) }
+            }
         }
     }
 }

@@ -330,7 +330,7 @@ struct SchemaMigratorTests {
             "003_more.sql": "ALTER TABLE {{tables.t}} ADD COLUMN w int;",
         ])
         defer { directory.remove() }
-        try await withTestSchema { _, db in
+        try await withTestSchema(ownDatabase: true) { _, db in
             let report = try await migrator(db, directory).apply()
             #expect(report.applied.map(\.filename) == ["001_t.sql", "002_index.sql", "003_more.sql"])
             #expect(try await db.fetchValue("SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 't_v'", db.schema!.name, as: Int.self) == 1)
