@@ -1,5 +1,7 @@
 /// Runs `body` for every element of `items`, at most `width` at a time, refilling as each
-/// finishes, and returns the results in completion order. The first error cancels the rest.
+/// finishes, and returns the results in completion order. After the first error no element
+/// starts, the ones running finish (a change cut off half-way would leave its outcome
+/// unknown), and that error is thrown.
 package func forEachConcurrently<Item: Sendable, Result: Sendable>(
     _ items: some Collection<Item>,
     width: Int,
@@ -13,10 +15,17 @@ package func forEachConcurrently<Item: Sendable, Result: Sendable>(
             guard let item = pending.next() else { break }
             group.addTask { try await body(item) }
         }
-        while let result = try await group.next() {
-            results.append(result)
-            if let item = pending.next() { group.addTask { try await body(item) } }
+        var firstError: (any Error)?
+        while !group.isEmpty {
+            do {
+                guard let result = try await group.next() else { break }
+                results.append(result)
+                if firstError == nil, let item = pending.next() { group.addTask { try await body(item) } }
+            } catch {
+                if firstError == nil { firstError = error }
+            }
         }
+        if let firstError { throw firstError }
         return results
     }
 }
