@@ -10,7 +10,7 @@ import Testing
 struct RepairTests {
     /// A `Tenancy` whose connections go through a proxy that can lose a COMMIT's answer.
     func withProxiedTenancy(_ fixture: TenancyFixture, _ body: (Tenancy, FaultProxy) async throws -> Void) async throws {
-        let direct = try TestPostgres.makeTestConfiguration()
+        let direct = try fixture.pool.configuration ?? TestPostgres.makeTestConfiguration()
         let proxy = try await FaultProxy.start(upstreamHost: direct.host, upstreamPort: direct.port)
         var proxied = direct
         proxied.host = "127.0.0.1"
@@ -103,6 +103,41 @@ struct RepairTests {
                 let resumed = try await tenancy.fleet.resume(runID: runID)
                 #expect(resumed.run.status == .completed)
                 #expect(resumed.items.allSatisfy { $0.status == .succeeded })
+            }
+        }
+    }
+
+    /// The server goes away while a provisioning in stages runs its file outside a
+    /// transaction: the tenant is never served half-way, and creating it again once the
+    /// server is back completes the schema it left.
+    @Test(arguments: StoreKind.allCases)
+    func aProvisioningInStagesCutOffByTheServerIsCompletedByTheNextAttempt(store: StoreKind) async throws {
+        try await TenancyFixture.run(store, ownDatabase: true) { fixture in
+            let gate = Int64.random(in: 1 ... .max)
+            try fixture.writeMigration("003_index.sql", "-- pgdbm:no-transaction\nSELECT pg_advisory_xact_lock(\(gate));\nCREATE INDEX CONCURRENTLY accounts_balance ON {{tables.accounts}} (balance);")
+            try await withProxiedTenancy(fixture) { tenancy, proxy in
+                try await fixture.pool.database(schema: nil).withConnection { holder in
+                    _ = try await holder.fetchAll("SELECT pg_advisory_lock($1)", gate)
+                    let running = Task { try await tenancy.create("acme") }
+                    _ = try await eventually("the provisioning waits at its last file", timeout: .seconds(30)) {
+                        try await holder.fetchValue("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = ($1::bigint & 4294967295)::oid", gate, as: Int.self) == 1
+                    }
+                    proxy.cutAllConnections()
+                    await #expect { try await running.value } throws: { error in
+                        let error = error as? TenancyError
+                        return error?.code == .databaseFailed && error?.description.contains("running the same command again") == true
+                    }
+                    _ = try await holder.fetchAll("SELECT pg_advisory_unlock($1)", gate)
+                }
+                let left = try #require(try await fixture.record("acme"))
+                #expect(left.state == .provisioning)
+                await #expect { try await fixture.makeTenancy().database(for: "acme") } throws: { ($0 as? TenancyError)?.code == .provisioningInProgress }
+                proxy.acceptConnections()
+                let finished = try await tenancy.create("acme")
+                #expect(finished.outcome == .adopted)
+                #expect(finished.tenant.schema == left.schema)
+                #expect(finished.appliedFiles == ["003_index.sql"])
+                #expect(try await tenancy.reconcile().isClean)
             }
         }
     }

@@ -93,6 +93,16 @@ extension TenantLifecycle {
         let provisioner = Provisioner(pool: pool, migrations: migrations)
         let schema = try SQLIdentifier(makeSchemaName())
         let created = TenantChange(state: .spare, level: migrations.currentLevel, event: .spareCreated)
+        if migrations.provisionsInStages {
+            let store = registry.store
+            let target = StagedTarget(
+                name: "spare schema \(schema.name)",
+                write: { try await $0.insert(.new(slug: nil, displayName: nil, schema: schema.name, state: .provisioning), event: .provisioning, detail: nil) },
+                completion: { _ in created },
+                rollBack: { row, _ in try await store.remove(row) })
+            if case .rolledBack(let error) = try await provisionInStages(schema, target: target, mode: mode, migrations: migrations) { throw error }
+            return
+        }
         var written: TenantRecord?
         do {
             let row = try await pool.database(schema: nil).withTransaction { tx in
@@ -151,6 +161,30 @@ extension TenantLifecycle {
         let migrations = try requireMigrations()
         let provisioner = Provisioner(pool: pool, migrations: migrations)
         let schema = try SQLIdentifier(existing?.schema ?? makeSchemaName())
+        let beginning = { (writer: any RegistryWriter) async throws -> TenantRecord in
+            guard let existing else {
+                return try await writer.insert(.new(slug: slug.rawValue, displayName: displayName, schema: schema.name, state: .provisioning), event: .provisioning, detail: nil)
+            }
+            // A failed tenant is retried; a row left provisioning by a dead attempt is taken over.
+            return existing.state == .provisioning
+                ? existing
+                : try await writer.update(existing, TenantChange(state: .provisioning, lastError: .some(nil), event: .provisioning, detail: "retry"))
+        }
+        if migrations.provisionsInStages {
+            let store = registry.store
+            let target = StagedTarget(
+                name: "tenant \"\(slug)\"",
+                write: beginning,
+                completion: { Self.activation(migrations, adopted: $0) },
+                rollBack: { row, error in _ = try await store.update(row, TenantChange(state: .failed, lastError: .some("\(error)"), event: .failed, detail: "\(error)")) })
+            switch try await provisionInStages(schema, target: target, mode: mode, migrations: migrations) {
+            case .completed(let row, let appliedFiles, let adopted):
+                return try await activated(row, outcome: adopted ? .adopted : .provisioned, appliedFiles: appliedFiles, announcing: existing != nil)
+            case .rolledBack(let error):
+                await changed([slug.rawValue])
+                throw error
+            }
+        }
         var written: TenantRecord?
         do {
             let (row, report, adopted) = try await pool.database(schema: nil).withTransaction { tx in
@@ -161,15 +195,7 @@ extension TenantLifecycle {
                 case .atomic(let store): try store.session(in: tx)
                 case .stepwise(let store): store
                 }
-                var row: TenantRecord
-                if let existing {
-                    // A failed tenant is retried; a row left provisioning by a dead attempt is taken over.
-                    row = existing.state == .provisioning
-                        ? existing
-                        : try await writer.update(existing, TenantChange(state: .provisioning, lastError: .some(nil), event: .provisioning, detail: "retry"))
-                } else {
-                    row = try await writer.insert(.new(slug: slug.rawValue, displayName: displayName, schema: schema.name, state: .provisioning), event: .provisioning, detail: nil)
-                }
+                var row = try await beginning(writer)
                 written = row
                 let report: MigrationReport
                 let adopted: Bool
@@ -244,9 +270,9 @@ extension TenantLifecycle {
     }
 
     /// Errors that mean another process holds the slug or the attempt: nothing to record.
-    private static let settledElsewhere: Set<TenancyError.Code> = [.provisioningInProgress, .slugTaken, .slugRecentlyReleased, .concurrentChange]
+    static let settledElsewhere: Set<TenancyError.Code> = [.provisioningInProgress, .slugTaken, .slugRecentlyReleased, .concurrentChange]
 
-    private static func activation(_ migrations: TenantMigrations, adopted: Bool) -> TenantChange {
+    static func activation(_ migrations: TenantMigrations, adopted: Bool) -> TenantChange {
         TenantChange(state: .active, level: migrations.currentLevel, lastError: .some(nil), event: adopted ? .adopted : .provisioned)
     }
 

@@ -23,11 +23,23 @@ struct Provisioner: Sendable {
     }
 
     /// Creates `schema` and applies the whole set inside `transaction`, taking the schema's
-    /// migration lock first.
+    /// migration lock first. Only for a set whose files all run in a transaction.
     func create(_ schema: SQLIdentifier, in transaction: SchemaDatabase) async throws -> MigrationReport {
+        try await createEmpty(schema, in: transaction)
         let db = transaction.withSchema(schema)
-        try await db.execute("CREATE SCHEMA {{schema}}")
         return try await migrations.migrator(for: db).apply(inTransaction: db)
+    }
+
+    /// Creates `schema`, empty, inside `transaction`: the first stage of a provisioning in
+    /// stages, which applies the set afterwards with ``migrate(_:on:)``.
+    func createEmpty(_ schema: SQLIdentifier, in transaction: SchemaDatabase) async throws {
+        try await transaction.withSchema(schema).execute("CREATE SCHEMA {{schema}}")
+    }
+
+    /// Applies the files `schema` is missing through `session`, each transactional run of
+    /// files in a transaction and each file marked `-- pgdbm:no-transaction` alone.
+    func migrate(_ schema: SQLIdentifier, on session: SchemaDatabase) async throws -> MigrationReport {
+        try await migrations.migrator(for: session.withSchema(schema)).apply()
     }
 
     /// Applies the files `schema` is missing, inside `transaction`.
@@ -53,6 +65,18 @@ struct Provisioner: Sendable {
     /// - Returns: `false` when another provisioning (or reconcile) holds it.
     static func lock(_ schema: String, in transaction: SchemaDatabase) async throws -> Bool {
         try await transaction.fetchValue("SELECT pg_try_advisory_xact_lock($1)", TenantMigrations.provisioningLockKey(schema), as: Bool.self) == true
+    }
+
+    /// Takes the same lock as ``lock(_:in:)`` for `session`'s whole life, for a provisioning
+    /// in stages that commits more than once. Release it with ``unlock(_:on:)``.
+    /// - Returns: `false` when another provisioning (or reconcile) holds it.
+    static func lock(_ schema: String, on session: SchemaDatabase) async throws -> Bool {
+        try await session.fetchValue("SELECT pg_try_advisory_lock($1)", TenantMigrations.provisioningLockKey(schema), as: Bool.self) == true
+    }
+
+    /// Releases the lock ``lock(_:on:)`` took.
+    static func unlock(_ schema: String, on session: SchemaDatabase) async throws {
+        _ = try await session.fetchAll("SELECT pg_advisory_unlock($1)", TenantMigrations.provisioningLockKey(schema))
     }
 
     /// Drops `schema` and everything in it inside `transaction`, waiting at most `lockTimeout`

@@ -10,12 +10,16 @@ struct TenantMigrations: Sendable {
     let lockTimeout: Duration
     /// The level a fully migrated schema is at; `nil` for an empty set.
     let currentLevel: MigrationLevel?
+    /// Whether some file is marked `-- pgdbm:no-transaction`: a new schema is then provisioned
+    /// in stages, as it cannot commit in one transaction with its files.
+    let provisionsInStages: Bool
 
     init(set: MigrationSet, module: String, lockTimeout: Duration) {
         self.set = set
         self.module = module
         self.lockTimeout = lockTimeout
         self.currentLevel = set.latest.map { MigrationLevel(lastFile: $0.filename, setChecksum: set.checksum) }
+        self.provisionsInStages = set.files.contains { !$0.runsInTransaction }
     }
 
     /// A migrator of the set for `db`'s schema, which must exist.
