@@ -145,6 +145,25 @@ struct ProvisionerTests {
         }
     }
 
+    /// A spare whose schema was dropped behind the registry's back is never handed to a
+    /// tenant: the next spare is claimed instead.
+    @Test(arguments: StoreKind.allCases)
+    func aSpareWhoseSchemaIsGoneIsNeverClaimed(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let tenancy = try fixture.makeTenancy()
+            let spares = try await tenancy.fillSpares(count: 2, concurrency: 1).sorted { $0.schema < $1.schema }
+            let gone = spares[0].schema
+            try await fixture.pool.database(schema: try SQLIdentifier(gone)).dropSchema(cascade: true)
+            for slug in ["acme", "beta"] {
+                let report = try await tenancy.create(slug)
+                #expect(report.tenant.schema != gone)
+                #expect(try await tenancy.database(for: slug).tableExists("invoices"))
+            }
+            #expect(try await tenancy.reconcile(fix: true).isClean)
+            #expect(try await tenancy.registry.spares().isEmpty)
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func lifecycleChangesAreSeenByTheDirectoryAtOnce(store: StoreKind) async throws {
         try await TenancyFixture.run(store) { fixture in

@@ -47,8 +47,24 @@ extension TenantLifecycle {
         let store = registry.store
         let level = migrations.currentLevel
         let verifying = if case .atomic = mode { true } else { false }
-        if let claimed = try await store.claimSpare(id: nil, at: level, slug: slug, displayName: displayName, verifyingSchemaExists: verifying) {
-            return try await claimedReport(claimed, appliedFiles: [])
+        if verifying {
+            if let claimed = try await store.claimSpare(id: nil, at: level, slug: slug, displayName: displayName, verifyingSchemaExists: true) {
+                return try await claimedReport(claimed, appliedFiles: [])
+            }
+        } else {
+            // The registry cannot see the schemas: each spare's is looked at before it is handed out.
+            var after: Int64 = 0
+            while let spare = try await store.spares(at: level, after: after, limit: 1).first {
+                after = spare.id
+                guard try await pool.database(schema: try SQLIdentifier(spare.schema)).schemaExists() else {
+                    _ = try? await store.update(spare, TenantChange(state: .deleted, event: .discarded, detail: "its schema is gone"))
+                    logger.warning("a spare whose schema is gone was discarded", metadata: [TenancyLoggingKeys.tenantSchema: "\(spare.schema)"])
+                    continue
+                }
+                if let claimed = try await store.claimSpare(id: spare.id, at: level, slug: slug, displayName: displayName, verifyingSchemaExists: false) {
+                    return try await claimedReport(claimed, appliedFiles: [])
+                }
+            }
         }
         let provisioner = Provisioner(pool: pool, migrations: migrations)
         for spare in try await store.spares(limit: 3) where spare.level != level {

@@ -32,6 +32,8 @@ protocol RegistryStore: RegistryWriter {
     func countByState() async throws -> [TenantState: Int]
     /// Spares, oldest first.
     func spares(limit: Int?) async throws -> [TenantRecord]
+    /// Spares at `level` whose id is above `id`, oldest first.
+    func spares(at level: MigrationLevel?, after id: Int64, limit: Int) async throws -> [TenantRecord]
     func events(tenantID: Int64, limit: Int) async throws -> [TenantEvent]
 
     // MARK: Fleet ledger

@@ -158,6 +158,16 @@ final class PostgresRegistryStore: RegistryStore {
         }
     }
 
+    func spares(at level: MigrationLevel?, after id: Int64, limit: Int) async throws -> [TenantRecord] {
+        try await translating("be read") {
+            try await handle.fetchAll(
+                try TenantRecord.selectingPostgres(
+                    "WHERE state = 'spare' AND id > $1 AND migration_file IS NOT DISTINCT FROM $2 AND migration_checksum IS NOT DISTINCT FROM $3 ORDER BY id LIMIT $4"),
+                id, level?.lastFile, level?.setChecksum, limit
+            ).map(TenantRecord.init(postgresRow:))
+        }
+    }
+
     func events(tenantID: Int64, limit: Int) async throws -> [TenantEvent] {
         try await translating("be read") {
             try await handle.fetchAll("SELECT kind, at, detail FROM {{tables.tenant_events}} WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2", tenantID, limit)

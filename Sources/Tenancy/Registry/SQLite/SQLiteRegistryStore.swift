@@ -166,6 +166,15 @@ final class SQLiteRegistryStore: RegistryStore {
         }
     }
 
+    func spares(at level: MigrationLevel?, after id: Int64, limit: Int) async throws -> [TenantRecord] {
+        try await read { db in
+            try TenantRecord.filter(
+                TenantRecord.Columns.state == TenantState.spare.rawValue && TenantRecord.Columns.id > id
+                    && TenantRecord.Columns.migrationFile == level?.lastFile && TenantRecord.Columns.migrationChecksum == level?.setChecksum)
+                .order(TenantRecord.Columns.id).limit(limit).fetchAll(db)
+        }
+    }
+
     func events(tenantID: Int64, limit: Int) async throws -> [TenantEvent] {
         try await read { db in
             try TenantEventRecord.filter(TenantEventRecord.Columns.tenantID == tenantID)
