@@ -114,7 +114,7 @@ public final class Tenancy: Service, Sendable {
         let migrations = try configuration.migrationsDirectory.map {
             TenantMigrations(set: try MigrationSet(directory: $0), module: configuration.migrationModule, lockTimeout: configuration.lockTimeout)
         }
-        let binding = RegistryBinding(registry: registry, pool: pool, schemaPrefix: prefix, directoryTimeToLive: configuration.directory.timeToLive, logger: logger)
+        let binding = RegistryBinding(registry: registry, pool: pool, schemaPrefix: prefix, migrationModule: configuration.migrationModule, directoryTimeToLive: configuration.directory.timeToLive, logger: logger)
         self.binding = binding
         let directory = TenantDirectory(
             pool: pool, registry: registry, configuration: configuration.directory, logger: logger,
@@ -301,20 +301,22 @@ public struct RegistryLocation: Sendable {
 }
 
 /// The check every operation waits for, done once: the registry is open, and it describes this
-/// database and schema prefix (recorded the first time).
+/// database, schema prefix and migration module (recorded the first time).
 final class RegistryBinding: Sendable {
     private let registry: TenantRegistry
     private let pool: DatabasePool
     private let schemaPrefix: String
+    private let migrationModule: String
     private let directoryTimeToLive: Duration
     private let logger: Logger
     /// The registry's record once checked, and the announcer of a SQLite registry's changes.
     private let state = Mutex<(info: RegistryInfo, announcer: ChangeAnnouncer?)?>(nil)
 
-    init(registry: TenantRegistry, pool: DatabasePool, schemaPrefix: String, directoryTimeToLive: Duration, logger: Logger) {
+    init(registry: TenantRegistry, pool: DatabasePool, schemaPrefix: String, migrationModule: String, directoryTimeToLive: Duration, logger: Logger) {
         self.registry = registry
         self.pool = pool
         self.schemaPrefix = schemaPrefix
+        self.migrationModule = migrationModule
         self.directoryTimeToLive = directoryTimeToLive
         self.logger = logger
     }
@@ -322,7 +324,7 @@ final class RegistryBinding: Sendable {
     func ready() async throws -> RegistryInfo {
         if let info = state.withLock({ $0?.info }) { return info }
         _ = try await registry.prepared()
-        let bound = try await registry.store.bind(database: try await Self.identity(of: pool), schemaPrefix: schemaPrefix)
+        let bound = try await registry.store.bind(database: try await Self.identity(of: pool), schemaPrefix: schemaPrefix, migrationModule: migrationModule)
         guard directoryTimeToLive < bound.slugReuseDelay else {
             throw TenancyError(
                 code: .invalidArgument,

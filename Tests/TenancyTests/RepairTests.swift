@@ -217,13 +217,17 @@ struct RepairTests {
     }
 
     @Test(arguments: StoreKind.allCases)
-    func aTenancyRefusesARegistryOfAnotherPrefixOrDatabaseAndChangesNothing(store: StoreKind) async throws {
+    func aTenancyRefusesARegistryOfAnotherPrefixModuleOrDatabaseAndChangesNothing(store: StoreKind) async throws {
         try await TenancyFixture.run(store) { fixture in
             let tenancy = try fixture.makeTenancy()
             try await tenancy.fillSpares(count: 2)
             let otherPrefix = try fixture.makeTenancy { $0.schemaPrefix = "other_" }
             await #expect { try await otherPrefix.reconcile(fix: true) } throws: { error in
                 (error as? TenancyError)?.code == .registryMismatch && "\(error)".contains(fixture.schemaPrefix)
+            }
+            let otherModule = try fixture.makeTenancy { $0.migrationModule = "audit" }
+            await #expect { try await otherModule.fleet.run(.all) } throws: { error in
+                (error as? TenancyError)?.code == .registryMismatch && "\(error)".contains("audit")
             }
             try await TestPostgres.withTemporaryDatabase(pool: fixture.pool) { config in
                 try await TestPostgres.withPool(configuration: config) { otherDatabase in

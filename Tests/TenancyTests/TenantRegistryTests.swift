@@ -182,20 +182,26 @@ struct TenantRegistryTests {
     }
 
     @Test(arguments: StoreKind.allCases)
-    func aRegistryDescribesOneDatabaseAndPrefixAndRefusesOthers(store kind: StoreKind) async throws {
+    func aRegistryDescribesOneDatabasePrefixAndModuleAndRefusesOthers(store kind: StoreKind) async throws {
         try await withRegistry(kind) { registry in
             let store = try await registry.ready()
             let here = DatabaseIdentity(systemIdentifier: "7001", databaseName: "app")
             #expect(try await registry.info().database == nil)
-            let bound = try await store.bind(database: here, schemaPrefix: "tenant_")
-            #expect(bound.database == here && bound.schemaPrefix == "tenant_")
-            #expect(try await store.bind(database: here, schemaPrefix: "tenant_") == bound)
-            await #expect { try await store.bind(database: here, schemaPrefix: "other_") } throws: { error in
+            let bound = try await store.bind(database: here, schemaPrefix: "tenant_", migrationModule: "tenant")
+            #expect(bound.database == here && bound.schemaPrefix == "tenant_" && bound.migrationModule == "tenant")
+            #expect(try await store.bind(database: here, schemaPrefix: "tenant_", migrationModule: "tenant") == bound)
+            await #expect { try await store.bind(database: here, schemaPrefix: "other_", migrationModule: "tenant") } throws: { error in
                 (error as? TenancyError)?.code == .registryMismatch && "\(error)".contains("tenant_")
             }
-            await #expect { try await store.bind(database: DatabaseIdentity(systemIdentifier: "7001", databaseName: "staging"), schemaPrefix: "tenant_") } throws: {
+            await #expect { try await store.bind(database: DatabaseIdentity(systemIdentifier: "7001", databaseName: "staging"), schemaPrefix: "tenant_", migrationModule: "tenant") } throws: {
                 ($0 as? TenancyError)?.code == .registryMismatch && "\($0)".contains("staging")
             }
+            // Its levels and fleet runs describe one migration set: another module would mark
+            // that set's runs interrupted and overwrite its levels.
+            await #expect { try await store.bind(database: here, schemaPrefix: "tenant_", migrationModule: "audit") } throws: {
+                ($0 as? TenancyError)?.code == .registryMismatch && "\($0)".contains("\"tenant\"") && "\($0)".contains("audit")
+            }
+            #expect(try await registry.info() == bound)
         }
     }
 
@@ -300,7 +306,7 @@ struct TenantRegistryTests {
             _ = try await store.startFleetItem(runID: run, tenantID: acme.id)
             try await store.finishFleetItem(runID: run, tenantID: acme.id, status: .succeeded, error: nil, durationMilliseconds: 5, filesApplied: ["002_b.sql"], level: level)
             try await store.finishFleetRun(id: run, status: .completed, error: nil)
-            _ = try await store.bind(database: DatabaseIdentity(systemIdentifier: "1", databaseName: "app"), schemaPrefix: "tenant_")
+            _ = try await store.bind(database: DatabaseIdentity(systemIdentifier: "1", databaseName: "app"), schemaPrefix: "tenant_", migrationModule: "tenant")
 
             try await withRegistry(target) { to in
                 let report = try await from.copy(to: to)

@@ -11,6 +11,10 @@ public struct RegistryInfo: Sendable, Hashable {
     /// The prefix of the tenant schema names, recorded with ``database``. A registry refuses
     /// to work with another prefix.
     public var schemaPrefix: String?
+    /// The migration module the tenants' schemas are migrated with, recorded with
+    /// ``database``. A registry refuses to work with another module: its levels and fleet runs
+    /// describe one migration set.
+    public var migrationModule: String?
     /// How long a slug given up by a rename stays unavailable to other tenants. Every
     /// directory's time to live must be shorter, so that no cache still routes the slug to its
     /// old schema when another tenant takes it.

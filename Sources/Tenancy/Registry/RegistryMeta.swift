@@ -8,6 +8,7 @@ enum RegistryMeta {
     static let systemIdentifier = "database_system_identifier"
     static let databaseName = "database_name"
     static let schemaPrefix = "schema_prefix"
+    static let migrationModule = "migration_module"
 
     /// A slug given up by a rename stays unavailable to other tenants this long: twice the
     /// default directory time to live.
@@ -25,11 +26,11 @@ enum RegistryMeta {
         }
         let database = values[systemIdentifier].flatMap { system in values[databaseName].map { DatabaseIdentity(systemIdentifier: system, databaseName: $0) } }
         let delay = values[slugReuseDelay].flatMap(Int64.init).map { Duration.milliseconds($0) } ?? defaultSlugReuseDelay
-        return RegistryInfo(formatVersion: formatVersion, id: id, database: database, schemaPrefix: values[schemaPrefix], slugReuseDelay: delay)
+        return RegistryInfo(formatVersion: formatVersion, id: id, database: database, schemaPrefix: values[schemaPrefix], migrationModule: values[migrationModule], slugReuseDelay: delay)
     }
 
     /// The rows to write to bind a registry, or the reason it cannot be bound.
-    static func binding(_ info: RegistryInfo, database: DatabaseIdentity, schemaPrefix prefix: String, location: String) throws -> [(String, String)] {
+    static func binding(_ info: RegistryInfo, database: DatabaseIdentity, schemaPrefix prefix: String, migrationModule module: String, location: String) throws -> [(String, String)] {
         if let recorded = info.database, recorded != database {
             throw TenancyError(
                 code: .registryMismatch,
@@ -40,7 +41,16 @@ enum RegistryMeta {
                 code: .registryMismatch,
                 message: "the registry \(location) holds tenants with schema prefix \"\(recorded)\", not \"\(prefix.debugDescriptionEscaped)\"; use that prefix, or another registry")
         }
-        guard info.database == nil || info.schemaPrefix == nil else { return [] }
-        return [(systemIdentifier, database.systemIdentifier), (databaseName, database.databaseName), (schemaPrefix, prefix)]
+        if let recorded = info.migrationModule, recorded != module {
+            throw TenancyError(
+                code: .registryMismatch,
+                message: "the registry \(location) holds tenants migrated with module \"\(recorded)\", not \"\(module.debugDescriptionEscaped)\"; set the same migration module, or use another registry")
+        }
+        var rows: [(String, String)] = []
+        if info.database == nil || info.schemaPrefix == nil {
+            rows += [(systemIdentifier, database.systemIdentifier), (databaseName, database.databaseName), (schemaPrefix, prefix)]
+        }
+        if info.migrationModule == nil { rows.append((migrationModule, module)) }
+        return rows
     }
 }

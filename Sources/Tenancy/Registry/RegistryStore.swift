@@ -16,10 +16,10 @@ protocol RegistryStore: RegistryWriter {
     ///   ``TenancyError/Code/registryTooNew`` when a newer version wrote it.
     func prepare(creating: Bool) async throws -> RegistryInfo
 
-    /// Records the database and schema prefix the registry describes, or checks them against
-    /// the recorded ones.
+    /// Records the database, schema prefix and migration module the registry describes, or
+    /// checks them against the recorded ones.
     /// - Throws: ``TenancyError`` with code ``TenancyError/Code/registryMismatch``.
-    func bind(database: DatabaseIdentity, schemaPrefix: String) async throws -> RegistryInfo
+    func bind(database: DatabaseIdentity, schemaPrefix: String, migrationModule: String) async throws -> RegistryInfo
 
     // MARK: Tenants
 

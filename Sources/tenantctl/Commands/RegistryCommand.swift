@@ -21,6 +21,7 @@ struct RegistryCommand: AsyncParsableCommand {
             var formatVersion: Int
             @Nullable var database: String?
             @Nullable var schemaPrefix: String?
+            @Nullable var migrationModule: String?
             var slugReuseDelayMs: Int64
             var notificationChannel: String
         }
@@ -30,7 +31,7 @@ struct RegistryCommand: AsyncParsableCommand {
             let location = try options.registryDescription()
             let info = try await context.withRegistry { try await $0.info() }
             let details = Details(
-                location: location, id: info.id, formatVersion: info.formatVersion, database: info.database?.description, schemaPrefix: info.schemaPrefix,
+                location: location, id: info.id, formatVersion: info.formatVersion, database: info.database?.description, schemaPrefix: info.schemaPrefix, migrationModule: info.migrationModule,
                 slugReuseDelayMs: info.slugReuseDelay.wholeMilliseconds,
                 notificationChannel: info.notificationChannel)
             context.output.emit(details) {
@@ -40,6 +41,7 @@ struct RegistryCommand: AsyncParsableCommand {
                 table.add("format", "\(details.formatVersion)")
                 table.add("database", details.database ?? "- (bound on first use)")
                 table.add("schema prefix", details.schemaPrefix ?? "-")
+                table.add("migration module", details.migrationModule ?? "-")
                 table.add("slug reuse delay", Output.format(milliseconds: Int(details.slugReuseDelayMs)))
                 table.add("channel", details.notificationChannel)
                 return table.render()

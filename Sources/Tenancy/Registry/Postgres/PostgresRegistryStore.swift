@@ -81,12 +81,12 @@ final class PostgresRegistryStore: RegistryStore {
         }
     }
 
-    func bind(database: DatabaseIdentity, schemaPrefix: String) async throws -> RegistryInfo {
+    func bind(database: DatabaseIdentity, schemaPrefix: String, migrationModule: String) async throws -> RegistryInfo {
         try await translating("be written") {
             try await handle.withTransaction { tx in
                 _ = try await tx.fetchAll("SELECT pg_advisory_xact_lock($1)", AdvisoryLockKey.make("tenancy.registry.bind", schema.name))
                 let info = try await Self.readInfo(tx)
-                let rows = try RegistryMeta.binding(info, database: database, schemaPrefix: schemaPrefix, location: location)
+                let rows = try RegistryMeta.binding(info, database: database, schemaPrefix: schemaPrefix, migrationModule: migrationModule, location: location)
                 for (key, value) in rows {
                     try await tx.execute("INSERT INTO {{tables.registry_meta}} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", key, value)
                 }

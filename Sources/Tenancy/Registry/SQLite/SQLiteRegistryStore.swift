@@ -97,11 +97,11 @@ final class SQLiteRegistryStore: RegistryStore {
         return info
     }
 
-    func bind(database: DatabaseIdentity, schemaPrefix: String) async throws -> RegistryInfo {
+    func bind(database: DatabaseIdentity, schemaPrefix: String, migrationModule: String) async throws -> RegistryInfo {
         let location = self.location
         let info = try await write { db in
             let info = try Self.info(db)
-            let rows = try RegistryMeta.binding(info, database: database, schemaPrefix: schemaPrefix, location: location)
+            let rows = try RegistryMeta.binding(info, database: database, schemaPrefix: schemaPrefix, migrationModule: migrationModule, location: location)
             for (key, value) in rows {
                 try db.execute(sql: "INSERT OR REPLACE INTO registry_meta (key, value) VALUES (?, ?)", arguments: [key, value])
             }
