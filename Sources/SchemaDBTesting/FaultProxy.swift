@@ -20,8 +20,17 @@ public final class FaultProxy: Sendable {
     private let faults: Faults
 
     final class Faults: Sendable {
+        /// The reply the proxy will lose.
+        enum Armed {
+            /// The answer to the next `COMMIT` sent on a connection that has sent the marker
+            /// before (any connection when `nil`).
+            case commit(after: String?)
+            /// The answer to the next message that contains the text.
+            case statement(containing: String)
+        }
+
         struct State {
-            var armedMarker: String?? = .none
+            var armed: Armed?
             var commitRepliesLost = 0
             var refusing = false
             var open: [ObjectIdentifier: any Channel] = [:]
@@ -30,13 +39,19 @@ public final class FaultProxy: Sendable {
         let state = Mutex(State())
 
         /// Whether the connection that has sent `sent` (including `chunk`) should lose the
-        /// reply to the `COMMIT` in `chunk`; disarms when it says yes.
+        /// reply to `chunk`; disarms when it says yes.
         func cutsAfter(_ chunk: [UInt8], sent: [UInt8]) -> Bool {
-            guard chunk.containsSubsequence(FaultProxy.commitBytes) else { return false }
-            return state.withLock { state in
-                guard case .some(let marker) = state.armedMarker else { return false }
-                if let marker, !sent.containsSubsequence(Array(marker.utf8)) { return false }
-                state.armedMarker = .none
+            state.withLock { state in
+                switch state.armed {
+                case .commit(let marker)?:
+                    guard chunk.containsSubsequence(FaultProxy.commitBytes) else { return false }
+                    if let marker, !sent.containsSubsequence(Array(marker.utf8)) { return false }
+                case .statement(let text)?:
+                    guard chunk.containsSubsequence(Array(text.utf8)) else { return false }
+                case nil:
+                    return false
+                }
+                state.armed = nil
                 state.commitRepliesLost += 1
                 return true
             }
@@ -89,7 +104,14 @@ public final class FaultProxy: Sendable {
     /// (any connection when `nil`) reaches the server, and the client's connection is closed
     /// before the server's answer. Fires once.
     public func loseNextCommitReply(after marker: String? = nil) {
-        faults.state.withLock { $0.armedMarker = .some(marker) }
+        faults.state.withLock { $0.armed = .commit(after: marker) }
+    }
+
+    /// Arms the proxy: the next message a client sends that contains `text` (a statement run
+    /// outside a transaction, which commits on its own) reaches the server, and the client's
+    /// connection is closed before the server's answer. Fires once.
+    public func loseNextReply(toStatementContaining text: String) {
+        faults.state.withLock { $0.armed = .statement(containing: text) }
     }
 
     /// Cuts every open connection and refuses new ones until ``acceptConnections()``: what a
@@ -109,7 +131,7 @@ public final class FaultProxy: Sendable {
         faults.state.withLock { $0.refusing = false }
     }
 
-    /// How many `COMMIT` replies were lost so far.
+    /// How many replies were lost so far.
     public var commitRepliesLost: Int { faults.state.withLock { $0.commitRepliesLost } }
 
     /// Stops accepting connections. Connections already open stay until their ends close them.

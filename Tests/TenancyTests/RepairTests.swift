@@ -107,6 +107,26 @@ struct RepairTests {
         }
     }
 
+    /// A registry write whose answer was lost (rename, suspend, the first step of a drop)
+    /// committed: the caller gets the changed tenant, not an error, and nothing is applied twice.
+    @Test func registryChangesWhoseAnswerWasLostAreReadBack() async throws {
+        try await TenancyFixture.run(.postgres) { fixture in
+            try await withProxiedTenancy(fixture) { tenancy, proxy in
+                let acme = try await tenancy.create("acme").tenant
+                proxy.loseNextReply(toStatementContaining: "WITH moved AS")
+                let renamed = try await tenancy.rename("acme", to: "acme-2")
+                #expect(proxy.commitRepliesLost == 1)
+                #expect(renamed.slug.rawValue == "acme-2" && renamed.schema == acme.schema)
+                proxy.loseNextReply(toStatementContaining: "WITH moved AS")
+                let suspended = try await tenancy.suspend("acme-2")
+                #expect(proxy.commitRepliesLost == 2)
+                #expect(suspended.state == .suspended)
+                let events = try await tenancy.registry.events(for: try TenantSlug("acme-2")).map(\.kind)
+                #expect(events.filter { $0 == .renamed }.count == 1 && events.filter { $0 == .suspended }.count == 1)
+            }
+        }
+    }
+
     /// The server goes away while a provisioning in stages runs its file outside a
     /// transaction: the tenant is never served half-way, and creating it again once the
     /// server is back completes the schema it left.

@@ -75,7 +75,7 @@ struct TenantLifecycle: Sendable {
     private func move(_ slug: TenantSlug, to state: TenantState, event: TenantEvent.Kind) async throws -> Tenant {
         let record = try await record(slug)
         try Self.checkMove(record, to: state)
-        let moved = try await registry.store.update(record, TenantChange(state: state, event: event))
+        let moved = try await write(record, TenantChange(state: state, event: event))
         await changed([slug.rawValue])
         return try moved.requireTenant()
     }
@@ -86,7 +86,7 @@ struct TenantLifecycle: Sendable {
             throw TenancyError(code: .tenantDeleted, message: "tenant \"\(slug)\" was deleted and cannot be renamed", slug: slug.rawValue)
         }
         guard newSlug != slug else { return try record.requireTenant() }
-        let renamed = try await registry.store.update(record, TenantChange(slug: newSlug, event: .renamed, detail: "\(slug) → \(newSlug)"))
+        let renamed = try await write(record, TenantChange(slug: newSlug, event: .renamed, detail: "\(slug) → \(newSlug)"))
         await changed([slug.rawValue, newSlug.rawValue])
         return try renamed.requireTenant()
     }
@@ -118,7 +118,7 @@ struct TenantLifecycle: Sendable {
         let previous = record.state
         if previous != .deleting {
             try Self.checkMove(record, to: .deleting)
-            record = try await store.update(record, TenantChange(state: .deleting, event: .deleting, detail: "from \(previous.rawValue)"))
+            record = try await write(record, TenantChange(state: .deleting, event: .deleting, detail: "from \(previous.rawValue)"))
             await changed([slug.rawValue])
         }
         let schema = try SQLIdentifier(record.schema)
@@ -176,6 +176,20 @@ struct TenantLifecycle: Sendable {
     }
 
     // MARK: - Helpers
+
+    /// Writes a change that has no DDL. When its answer is lost with the connection, the row
+    /// is read back: the change went through if the row is at the next generation, in the
+    /// state and under the slug the change gives it.
+    private func write(_ record: TenantRecord, _ change: TenantChange) async throws -> TenantRecord {
+        do {
+            return try await registry.store.update(record, change)
+        } catch where Self.isConnectionLoss(error) {
+            let next = record.applying(change, at: Date())
+            guard let now = try? await settling({ try await registry.store.record(id: record.id) }),
+                  now.generation == record.generation + 1, now.state == next.state, now.slug == next.slug else { throw error }
+            return now
+        }
+    }
 
     /// A fresh schema name: the prefix and 16 random hex digits.
     func makeSchemaName() -> String {
