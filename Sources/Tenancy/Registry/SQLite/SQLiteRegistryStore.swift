@@ -49,7 +49,7 @@ final class SQLiteRegistryStore: RegistryStore {
         } catch let error as TenancyError {
             throw error
         } catch {
-            throw TenancyError(code: .registryFailed, message: "cannot open the tenant registry \(path): \(error); check the path and its permissions", underlying: error)
+            throw TenancyError(code: .registryFailed, message: "cannot open the tenant registry \(path): \(error); check the path, its permissions and that its disk has room", underlying: error)
         }
         self.path = path
     }
@@ -306,6 +306,9 @@ final class SQLiteRegistryStore: RegistryStore {
         }
     }
 
+    /// The results of a file that cannot be written: a full disk, a size limit, a read-only file.
+    private static let storageCodes: [ResultCode] = [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN]
+
     private static func translate(_ error: any Error, action: String, location: String) -> TenancyError {
         if let error = error as? DatabaseError {
             if error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
@@ -314,7 +317,8 @@ final class SQLiteRegistryStore: RegistryStore {
             if error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
                 return TenancyError(code: .slugTaken, message: "the tenant registry already has this tenant or schema", underlying: error)
             }
-            return TenancyError(code: .registryFailed, message: "the tenant registry \(location) could not \(action): \(error.message ?? "\(error.resultCode)")", underlying: error)
+            let advice = Self.storageCodes.contains(error.resultCode) ? "; check that its disk has room and the file and its directory are writable" : ""
+            return TenancyError(code: .registryFailed, message: "the tenant registry \(location) could not \(action): \(error.message ?? "\(error.resultCode)")\(advice)", underlying: error)
         }
         return TenancyError(code: .registryFailed, message: "the tenant registry \(location) could not \(action): \(error)", underlying: error)
     }
