@@ -114,7 +114,6 @@ struct TenantLifecycle: Sendable {
         // A delete that already finished (run again after an interruption) has nothing left to do.
         if record.state == .deleted { return try record.requireTenant() }
         let mode = try await mode()
-        let store = registry.store
         let previous = record.state
         if previous != .deleting {
             try Self.checkMove(record, to: .deleting)
