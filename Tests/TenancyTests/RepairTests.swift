@@ -258,7 +258,7 @@ struct RepairTests {
                         if store == .postgres { $0.registry = .postgres(sameRegistry, schema: fixture.registrySchema) }
                     }
                     // A registry in another database has a pool of its own, which runs with the Tenancy.
-                    try await withThrowingTaskGroup(of: Void.self) { group in
+                    await withTaskGroup(of: Void.self) { group in
                         group.addTask { await elsewhere.run() }
                         defer { group.cancelAll() }
                         await #expect { try await elsewhere.reconcile(fix: true) } throws: { error in
