@@ -45,6 +45,23 @@ public final class Tenancy: Service, Sendable {
         public var listensForChanges: Bool = true
 
         public init() {}
+
+        /// The settings `tenantctl` reads, from `environment`: `TENANCY_REGISTRY` (a file or a
+        /// `postgres://` URL), `TENANCY_REGISTRY_SCHEMA`, `TENANCY_SCHEMA_PREFIX` and
+        /// `TENANCY_MIGRATIONS`; the rest keep their defaults.
+        /// - Parameter database: The tenants' database: a registry URL naming it shares its pool.
+        /// - Throws: As ``RegistryLocation/init(setting:schema:environment:)``.
+        public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment, database: DatabaseConfig) throws -> Self {
+            func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+            var configuration = Self()
+            if let registry = value("TENANCY_REGISTRY") {
+                let location = try RegistryLocation(setting: registry, schema: value("TENANCY_REGISTRY_SCHEMA") ?? TenantRegistry.defaultSchema, environment: environment)
+                configuration.registry = location.sharingPool(with: database)
+            }
+            if let prefix = value("TENANCY_SCHEMA_PREFIX") { configuration.schemaPrefix = prefix }
+            if let directory = value("TENANCY_MIGRATIONS") { configuration.migrationsDirectory = URL(fileURLWithPath: directory) }
+            return configuration
+        }
     }
 
     /// The shared pool.
@@ -287,6 +304,8 @@ public struct RegistryLocation: Sendable {
 
     let kind: Kind
 
+    private init(kind: Kind) { self.kind = kind }
+
     /// A SQLite file on this host: the embedded default, for one host.
     public static func sqlite(path: String) -> Self { Self(kind: .sqlite(path: path)) }
 
@@ -297,6 +316,53 @@ public struct RegistryLocation: Sendable {
     /// Schema `schema` of another PostgreSQL database, over a pool of its own.
     public static func postgres(_ database: DatabaseConfig, schema: String = TenantRegistry.defaultSchema) -> Self {
         Self(kind: .postgres(schema: schema, database: database))
+    }
+
+    /// The registry a setting names, as `TENANCY_REGISTRY` and `tenantctl --registry` take
+    /// it: a `postgres://` or `postgresql://` URL names schema `schema` of that database (its
+    /// password may come from `PGPASSWORD` or `~/.pgpass`), anything else a SQLite file.
+    /// - Throws: ``TenancyError`` with code ``TenancyError/Code/invalidArgument`` for another
+    ///   kind of URL or a database URL without its scheme, without echoing it (it may hold a
+    ///   password); `SchemaDBError` for a URL that cannot be used.
+    public init(setting value: String, schema: String = TenantRegistry.defaultSchema, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") else {
+            if value.contains("://") {
+                throw TenancyError(code: .invalidArgument, message: "a registry must be a SQLite file or a postgres:// URL, and this is another kind of URL")
+            }
+            if let at = value.firstIndex(of: "@"), let colon = value.firstIndex(of: ":"), colon < at, !value[..<colon].contains("/") {
+                throw TenancyError(code: .invalidArgument, message: "a registry looks like a database URL without its postgres:// scheme; add it, or give a file path")
+            }
+            self = .sqlite(path: value)
+            return
+        }
+        self = .postgres(try DatabaseConfig(url: value).fillingPassword(from: environment), schema: schema)
+    }
+
+    /// The file of a SQLite registry.
+    public var path: String? {
+        if case .sqlite(let path) = kind { return path }
+        return nil
+    }
+
+    /// The schema of a PostgreSQL registry.
+    public var schema: String? {
+        if case .postgres(let schema, _) = kind { return schema }
+        return nil
+    }
+
+    /// The database of a PostgreSQL registry kept elsewhere than the tenants' database.
+    public var database: DatabaseConfig? {
+        if case .postgres(_, let database) = kind { return database }
+        return nil
+    }
+
+    /// This location, with a PostgreSQL registry in `tenants`' own database turned into
+    /// ``postgres(schema:)``, which shares the tenants' pool so that changes commit with their DDL.
+    public func sharingPool(with tenants: DatabaseConfig) -> Self {
+        guard case .postgres(let schema, let config?) = kind else { return self }
+        let same = config.host == tenants.host && config.port == tenants.port && config.unixSocketPath == tenants.unixSocketPath
+            && config.user == tenants.user && config.effectiveDatabase == tenants.effectiveDatabase
+        return same ? .postgres(schema: schema) : self
     }
 }
 

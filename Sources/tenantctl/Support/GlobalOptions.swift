@@ -51,16 +51,8 @@ struct GlobalOptions: ParsableArguments {
     /// registry, anything else a SQLite file, except what looks like another URL, which is
     /// refused without being echoed (it may hold a password).
     static func registryChoice(_ value: String, schema: String, environment: [String: String]) throws -> RegistryChoice {
-        guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") else {
-            if value.contains("://") {
-                throw UsageError("a registry must be a SQLite file or a postgres:// URL, and this is another kind of URL")
-            }
-            if let at = value.firstIndex(of: "@"), let colon = value.firstIndex(of: ":"), colon < at, !value[..<colon].contains("/") {
-                throw UsageError("a registry looks like a database URL without its postgres:// scheme; add it, or give a file path")
-            }
-            return .file(value)
-        }
-        var config = try DatabaseConfig(url: value).fillingPassword(from: environment)
+        let location = try RegistryLocation(setting: value, schema: schema, environment: environment)
+        guard var config = location.database else { return .file(location.path ?? value) }
         config.retry = .none
         if config.applicationName == nil { config.applicationName = "tenantctl" }
         return .postgres(config, schema: schema)
@@ -98,12 +90,8 @@ struct GlobalOptions: ParsableArguments {
     /// the same database shares its pool, so that changes commit with their DDL.
     func registryLocation(database: DatabaseConfig) throws -> RegistryLocation {
         switch try registryChoice() {
-        case .file(let path):
-            return .sqlite(path: path)
-        case .postgres(let config, let schema):
-            let sameDatabase = config.host == database.host && config.port == database.port && config.unixSocketPath == database.unixSocketPath
-                && config.user == database.user && config.effectiveDatabase == database.effectiveDatabase
-            return sameDatabase ? .postgres(schema: schema) : .postgres(config, schema: schema)
+        case .file(let path): .sqlite(path: path)
+        case .postgres(let config, let schema): RegistryLocation.postgres(config, schema: schema).sharingPool(with: database)
         }
     }
 
