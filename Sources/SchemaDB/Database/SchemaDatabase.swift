@@ -125,7 +125,7 @@ public struct SchemaDatabase: Sendable {
 extension SchemaDatabase {
     /// Marks this handle's connection as running SQL from outside this library (a migration
     /// file): when its lease ends, it is pooled again only if it carries no session state.
-    func markForeignSQL() {
+    package func markForeignSQL() {
         if case .connection(let connection, _) = scope { pool.markForeignSQL(on: connection) }
     }
 

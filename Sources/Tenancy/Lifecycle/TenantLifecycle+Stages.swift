@@ -34,6 +34,8 @@ extension TenantLifecycle {
     func provisionInStages(_ schema: SQLIdentifier, target: StagedTarget, mode: Mode, migrations: TenantMigrations) async throws -> StagedOutcome {
         let provisioner = Provisioner(pool: pool, migrations: migrations)
         return try await pool.database(schema: nil).withConnection { session in
+            // Checked when the lease ends: a session lock left behind closes the connection.
+            session.markForeignSQL()
             guard try await Provisioner.lock(schema.name, on: session) else {
                 throw TenancyError(code: .provisioningInProgress, message: "\(target.name) is being provisioned by another process; wait for it to finish")
             }
@@ -77,9 +79,14 @@ extension TenantLifecycle {
                 try? await Provisioner.unlock(schema.name, on: session)
                 return .completed(completed, appliedFiles: report.applied.map(\.filename), adopted: adopted)
             } catch {
-                let outcome = try await settleFailedStages(schema, written: written, target: target, migrations: migrations, error: error)
-                try? await Provisioner.unlock(schema.name, on: session)
-                return outcome
+                do {
+                    let outcome = try await settleFailedStages(schema, written: written, target: target, migrations: migrations, error: error)
+                    try? await Provisioner.unlock(schema.name, on: session)
+                    return outcome
+                } catch {
+                    try? await Provisioner.unlock(schema.name, on: session)
+                    throw error
+                }
             }
         }
     }
