@@ -83,7 +83,7 @@ public final class Tenancy: Service, Sendable {
     /// A pool of the registry's own database, owned, when the registry is in another database.
     private let registryPool: DatabasePool?
     private let binding: RegistryBinding
-    private let logger: Logger
+    let logger: Logger
 
     /// Creates a `Tenancy` that owns its pool. Run it (``run()``, or in a `ServiceGroup`)
     /// before use.
@@ -135,7 +135,7 @@ public final class Tenancy: Service, Sendable {
         self.binding = binding
         let directory = TenantDirectory(
             pool: pool, registry: registry, configuration: configuration.directory, logger: logger,
-            expectsListener: configuration.listensForChanges, prepare: { _ = try await binding.ready() })
+            expectsListener: configuration.listensForChanges, migrations: migrations, prepare: { _ = try await binding.ready() })
         self.directory = directory
         self.lifecycle = TenantLifecycle(
             pool: pool, registry: registry, migrations: migrations, schemaPrefix: prefix, lockTimeout: configuration.lockTimeout,
@@ -374,7 +374,7 @@ final class RegistryBinding: Sendable {
     private let schemaPrefix: String
     private let migrationModule: String
     private let directoryTimeToLive: Duration
-    private let logger: Logger
+    let logger: Logger
     /// The registry's record once checked, and the announcer of a SQLite registry's changes.
     private let state = Mutex<(info: RegistryInfo, announcer: ChangeAnnouncer?)?>(nil)
 

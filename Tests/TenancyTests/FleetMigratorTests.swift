@@ -66,7 +66,7 @@ struct FleetMigratorTests {
             #expect(plan.entries.map(\.pending) == [["003_notes.sql"], ["003_notes.sql"]])
             #expect(plan.blocked.map(\.slug) == ["b2"])
             #expect(plan.blocked.first?.problem?.contains("001_accounts.sql") == true)
-            #expect(try await released.database(for: "a1").tableExists("notes") == false)
+            #expect(try await tenancy.database(for: "a1").tableExists("notes") == false)
             #expect(try await released.registry.fleetRuns().isEmpty)
         }
     }
@@ -88,20 +88,20 @@ struct FleetMigratorTests {
             #expect(seen.withLock { $0.count } == 5)
             #expect(seen.withLock { $0.map(\.finished).max() } == 5)
             for slug in ["t2", "t4"] {
-                #expect(try await hasConstraint(released, slug) == false)
+                #expect(try await hasConstraint(tenancy, slug) == false)
                 #expect(try await released.registry.tenant(slug: try TenantSlug(slug))?.migrationLevel == tenancy.currentLevel)
             }
-            #expect(try await hasConstraint(released, "t1"))
+            #expect(try await hasConstraint(tenancy, "t1"))
 
             for slug in ["t2", "t4"] {
-                try await released.database(for: slug).execute("UPDATE {{tables.accounts}} SET balance = 0")
+                try await tenancy.database(for: slug).execute("UPDATE {{tables.accounts}} SET balance = 0")
             }
             let resumed = try await released.fleet.resume(runID: report.run.id)
             #expect(resumed.run.id == report.run.id)
             #expect(resumed.run.status == .completed)
             #expect(resumed.run.counts.succeeded == 5)
             #expect(resumed.items.map(\.attempts) == [1, 2, 1, 2, 1])
-            #expect(try await hasConstraint(released, "t4"))
+            #expect(try await hasConstraint(tenancy, "t4"))
         }
     }
 
@@ -244,7 +244,7 @@ struct FleetMigratorTests {
             let released = try fixture.makeTenancy()
             var options = FleetMigrator.Options()
             options.tenantLockTimeout = .milliseconds(200)
-            try await released.database(for: "t2").withTransaction { busy in
+            try await tenancy.database(for: "t2").withTransaction { busy in
                 _ = try await busy.fetchAll("SELECT * FROM {{tables.accounts}}")
                 let report = try await released.fleet.run(.all, options: options)
                 #expect(report.items.map(\.status) == [.succeeded, .failed, .succeeded])

@@ -60,14 +60,14 @@ struct TenancyFixture {
 
     /// A `Tenancy` over the test pool, as one process would have. It does not listen for
     /// changes unless `configure` says so (and the test runs it).
-    func makeTenancy(pool: SchemaDB.DatabasePool? = nil, configure: (inout Tenancy.Configuration) -> Void = { _ in }) throws -> Tenancy {
+    func makeTenancy(pool: SchemaDB.DatabasePool? = nil, logger: Logger = Self.silent, configure: (inout Tenancy.Configuration) -> Void = { _ in }) throws -> Tenancy {
         var configuration = Tenancy.Configuration()
         configuration.registry = registryLocation
         configuration.migrationsDirectory = migrationsURL
         configuration.schemaPrefix = schemaPrefix
         configuration.listensForChanges = false
         configure(&configuration)
-        return try Tenancy(pool: pool ?? self.pool, configuration: configuration, logger: Self.silent)
+        return try Tenancy(pool: pool ?? self.pool, configuration: configuration, logger: logger)
     }
 
     /// Another handle on this test's registry.

@@ -87,7 +87,7 @@ public struct MigrationFile: Sendable, Hashable {
     }
 
     /// The version prefix of a migration file name, or `nil` when it has none.
-    static func version(of filename: String) -> String? {
+    package static func version(of filename: String) -> String? {
         var name = Substring(filename)
         let flyway = name.hasPrefix("V") || name.hasPrefix("v")
         if flyway { name = name.dropFirst() }
@@ -99,7 +99,7 @@ public struct MigrationFile: Sendable, Hashable {
     }
 
     /// Orders by numeric version (so `9_x.sql` runs before `10_x.sql`), then by file name.
-    static func precedes(_ lhs: (version: String, filename: String), _ rhs: (version: String, filename: String)) -> Bool {
+    package static func precedes(_ lhs: (version: String, filename: String), _ rhs: (version: String, filename: String)) -> Bool {
         let left = lhs.version.drop(while: { $0 == "0" })
         let right = rhs.version.drop(while: { $0 == "0" })
         if left.count != right.count { return left.count < right.count }

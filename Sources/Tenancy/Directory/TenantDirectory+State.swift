@@ -11,6 +11,8 @@ extension TenantDirectory {
             var slug: String
             var entry: Entry
             var loadedAt: ContinuousClock.Instant
+            /// Trusted for at most this long, when shorter than the directory's time to live.
+            var maximumAge: Duration?
             var newer: Int
             var older: Int
         }
@@ -35,7 +37,8 @@ extension TenantDirectory {
         /// A fresh cached entry, touched as most recently used.
         mutating func peek(_ slug: String, now: ContinuousClock.Instant, timeToLive: Duration) -> Decision? {
             guard let slot = index[slug] else { return nil }
-            guard now - nodes[slot].loadedAt < timeToLive else { return nil }
+            let trusted = nodes[slot].maximumAge.map { min($0, timeToLive) } ?? timeToLive
+            guard now - nodes[slot].loadedAt < trusted else { return nil }
             hits += 1
             moveToFront(slot)
             return .hit(nodes[slot].entry)
@@ -60,10 +63,12 @@ extension TenantDirectory {
         /// invalidated while in flight is handed to its waiters but not cached.
         /// - Parameter startedAt: When the load began to read the registry: the entry's age
         ///   counts from then, since the registry may have changed right after.
-        mutating func finishLoading(_ slug: String, result: Result<Entry, any Error>, startedAt: ContinuousClock.Instant) -> [CheckedContinuation<Entry?, any Error>] {
+        /// - Parameter maximumAge: How long the entry is trusted, when shorter than the directory's time to live.
+        mutating func finishLoading(_ slug: String, result: Result<Entry, any Error>, startedAt: ContinuousClock.Instant,
+                                    maximumAge: Duration? = nil) -> [CheckedContinuation<Entry?, any Error>] {
             guard let waiters = loading.removeValue(forKey: slug) else { return [] }
             let invalidated = invalidatedWhileLoading.remove(slug) != nil
-            if case .success(let entry) = result, !invalidated { insert(slug, entry, now: startedAt) }
+            if case .success(let entry) = result, !invalidated { insert(slug, entry, now: startedAt, maximumAge: maximumAge) }
             return waiters
         }
 
@@ -84,10 +89,11 @@ extension TenantDirectory {
             oldest = -1
         }
 
-        private mutating func insert(_ slug: String, _ entry: Entry, now: ContinuousClock.Instant) {
+        private mutating func insert(_ slug: String, _ entry: Entry, now: ContinuousClock.Instant, maximumAge: Duration?) {
             if let slot = index[slug] {
                 nodes[slot].entry = entry
                 nodes[slot].loadedAt = now
+                nodes[slot].maximumAge = maximumAge
                 moveToFront(slot)
                 return
             }
@@ -98,7 +104,7 @@ extension TenantDirectory {
                 freeSlots.append(victim)
                 evictions += 1
             }
-            let node = Node(slug: slug, entry: entry, loadedAt: now, newer: -1, older: -1)
+            let node = Node(slug: slug, entry: entry, loadedAt: now, maximumAge: maximumAge, newer: -1, older: -1)
             let slot: Int
             if let free = freeSlots.popLast() {
                 nodes[free] = node

@@ -31,6 +31,12 @@ public final class TenantDirectory: Sendable {
         /// How long an entry is trusted while the ``Tenancy`` service is not (yet, or no
         /// longer) listening for change announcements. Defaults to 1 s.
         public var unconfirmedTimeToLive: Duration = .seconds(1)
+        /// Refuse tenants whose recorded migration level is behind this process's migration set
+        /// (``TenancyError/Code/migrationPending``), so that new code never runs on an old
+        /// schema. Such a refusal is trusted for ``unconfirmedTimeToLive`` only, so a tenant is
+        /// served within that time of being migrated. Defaults to `true`; it has no effect when
+        /// no migration set is loaded.
+        public var refusesTenantsBehindMigrationSet: Bool = true
 
         public init() {}
     }
@@ -60,6 +66,7 @@ public final class TenantDirectory: Sendable {
 
     private let pool: DatabasePool
     private let registry: TenantRegistry
+    private let migrations: TenantMigrations?
     private let configuration: Configuration
     private let logger: Logger
     private let prepare: @Sendable () async throws -> Void
@@ -72,10 +79,13 @@ public final class TenantDirectory: Sendable {
     ///   - expectsListener: Whether a ``ChangeListener`` will keep the directory in step; until
     ///     it listens, entries live ``Configuration/unconfirmedTimeToLive``.
     ///   - prepare: Checks the registry before the first load.
+    ///   - migrations: The migration set tenants must be at (see
+    ///     ``Configuration/refusesTenantsBehindMigrationSet``).
     init(pool: DatabasePool, registry: TenantRegistry, configuration: Configuration = .init(), logger: Logger,
-         expectsListener: Bool = false, prepare: (@Sendable () async throws -> Void)? = nil) {
+         expectsListener: Bool = false, migrations: TenantMigrations? = nil, prepare: (@Sendable () async throws -> Void)? = nil) {
         self.pool = pool
         self.registry = registry
+        self.migrations = configuration.refusesTenantsBehindMigrationSet ? migrations : nil
         self.configuration = configuration
         self.logger = logger
         self.prepare = prepare ?? { _ = try await registry.prepared() }
@@ -86,8 +96,9 @@ public final class TenantDirectory: Sendable {
     /// The handle of the tenant `slug`.
     /// - Throws: ``TenancyError`` with code ``TenancyError/Code/invalidSlug``,
     ///   ``TenancyError/Code/tenantNotFound``, ``TenancyError/Code/tenantSuspended``,
-    ///   ``TenancyError/Code/tenantDeleted``, or ``TenancyError/Code/provisioningInProgress`` /
-    ///   ``TenancyError/Code/provisioningFailed`` for a tenant that is not ready.
+    ///   ``TenancyError/Code/tenantDeleted``, ``TenancyError/Code/provisioningInProgress`` /
+    ///   ``TenancyError/Code/provisioningFailed`` for a tenant that is not ready, or
+    ///   ``TenancyError/Code/migrationPending`` for one behind the migration set.
     public func database(for slug: String) async throws -> SchemaDatabase {
         if let entry = cachedEntry(slug) { return try entry.handle() }
         return try await database(for: try TenantSlug(slug))
@@ -107,7 +118,8 @@ public final class TenantDirectory: Sendable {
                 missCounter.increment()
                 let result: Result<Entry, any Error>
                 do { result = .success(try await load(slug)) } catch { result = .failure(error) }
-                let waiters = state.withLock { $0.finishLoading(slug.rawValue, result: result, startedAt: now) }
+                let maximumAge = (try? result.get())?.isProvisional == true ? configuration.unconfirmedTimeToLive : nil
+                let waiters = state.withLock { $0.finishLoading(slug.rawValue, result: result, startedAt: now, maximumAge: maximumAge) }
                 for waiter in waiters { waiter.resume(with: result.map(Optional.some)) }
                 return try result.get().handle()
             case .wait:
@@ -183,6 +195,13 @@ public final class TenantDirectory: Sendable {
         }
         switch tenant.state {
         case .active:
+            if let migrations, case .behind(let pending) = migrations.standing(of: tenant.migrationLevel) {
+                let at = tenant.migrationLevel.map { "is at \($0.lastFile)" } ?? "has no recorded migration level"
+                return .unavailable(TenancyError(
+                    code: .migrationPending,
+                    message: "tenant \"\(slug)\" \(at), \(pending) files behind this server's migration set; it is served once migrated (tenantctl migrate)",
+                    slug: slug.rawValue))
+            }
             var db = pool.database(schema: try SQLIdentifier(tenant.schema))
             db.logger[metadataKey: TenancyLoggingKeys.tenantSlug] = "\(slug)"
             db.logger[metadataKey: TenancyLoggingKeys.tenantID] = "\(tenant.id)"
@@ -206,5 +225,12 @@ extension TenantDirectory.Entry {
         case .active(let db): return db
         case .unavailable(let error): throw error
         }
+    }
+
+    /// A refusal that lifts without a change announcement (a migration records a level and
+    /// announces nothing): trusted for a short time only.
+    var isProvisional: Bool {
+        if case .unavailable(let error) = self { return error.code == .migrationPending }
+        return false
     }
 }

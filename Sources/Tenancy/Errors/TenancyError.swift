@@ -9,7 +9,7 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
             case invalidSlug, tenantNotFound, tenantSuspended, tenantDeleted, slugTaken, slugRecentlyReleased
             case provisioningInProgress, provisioningFailed, illegalTransition, concurrentChange, confirmationRequired
             case registryFailed, registryBusy, registryNotFound, registryTooNew, registryMismatch
-            case databaseFailed, migrationFailed, migrationSetUnavailable
+            case databaseFailed, migrationFailed, migrationPending, migrationSetUnavailable
             case fleetLocked, fleetRunNotFound, fleetRunInterrupted, invalidArgument
         }
         private let base: Base
@@ -53,6 +53,9 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
         public static let databaseFailed = Self(.databaseFailed)
         /// Migrating a tenant's schema failed; see ``TenancyError/underlying``.
         public static let migrationFailed = Self(.migrationFailed)
+        /// The tenant's schema is behind this process's migration set: it is refused until it is
+        /// migrated (``Tenancy/migrateAllTenants(concurrency:fleetLockWait:)``, `tenantctl migrate`).
+        public static let migrationPending = Self(.migrationPending)
         /// The operation needs the tenant migration set, and none was loaded.
         public static let migrationSetUnavailable = Self(.migrationSetUnavailable)
         /// Another fleet run holds the fleet lock of this database.

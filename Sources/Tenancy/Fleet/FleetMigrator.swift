@@ -331,13 +331,20 @@ public struct FleetMigrator: Sendable {
     private func withFleetLock<T: Sendable>(wait: Duration?, stop: FleetStop, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let key = try requireMigrations().fleetLockKey(schemaPrefix: schemaPrefix)
         return try await pool.database(schema: nil).withConnection { session in
-            let deadline = wait.map { ContinuousClock.now + $0 }
+            let start = ContinuousClock.now
+            let deadline = wait.map { start + $0 }
             var pause = Duration.milliseconds(50)
+            var nextReport = start
             while try await session.fetchValue("SELECT pg_try_advisory_lock($1)", key, as: Bool.self) != true {
-                guard let deadline, ContinuousClock.now < deadline else {
+                let now = ContinuousClock.now
+                guard let deadline, now < deadline else {
                     throw TenancyError(
                         code: .fleetLocked,
                         message: "another fleet migration is running against this database; wait for it to finish" + (wait == nil ? " or ask to wait for it" : ", or wait longer"))
+                }
+                if now >= nextReport {
+                    await logFleetLockWait(waited: now - start, limit: deadline - start)
+                    nextReport = now + Self.fleetLockWaitReportInterval
                 }
                 try await Task.sleep(for: min(pause, deadline - ContinuousClock.now))
                 pause = min(pause * 2, .seconds(1))
@@ -364,6 +371,19 @@ public struct FleetMigrator: Sendable {
                 throw error
             }
         }
+    }
+
+    /// How often a wait for the fleet lock is logged.
+    static let fleetLockWaitReportInterval = Duration.seconds(5)
+
+    /// Logs a wait for the fleet lock, with the run holding it as the ledger shows it.
+    private func logFleetLockWait(waited: Duration, limit: Duration) async {
+        var metadata: Logger.Metadata = ["fleet.waited_s": "\(waited.wholeMilliseconds / 1000)", "fleet.wait_limit_s": "\(limit.wholeMilliseconds / 1000)"]
+        if let holder = try? await registry.store.fleetRuns(limit: 5).first(where: { $0.status == .running }) {
+            metadata[TenancyLoggingKeys.fleetRun] = "\(holder.id)"
+            metadata["fleet.done"] = "\(holder.counts.total - holder.counts.pending - holder.counts.running)/\(holder.counts.total)"
+        }
+        logger.info("waiting for another process's fleet migration to finish", metadata: metadata)
     }
 
     /// Returns when the task is cancelled; stops the run when the fleet lock is no longer held.

@@ -22,6 +22,21 @@ struct TenantMigrations: Sendable {
         self.provisionsInStages = set.files.contains { !$0.runsInTransaction }
     }
 
+    /// Where a schema whose registry level is `level` stands against this set.
+    func standing(of level: MigrationLevel?) -> MigrationStanding {
+        guard let latest = set.latest else { return .current }
+        guard let level else { return .behind(pending: set.files.count) }
+        if let index = set.files.firstIndex(where: { $0.filename == level.lastFile }) {
+            let pending = set.files.count - 1 - index
+            return pending == 0 ? .current : .behind(pending: pending)
+        }
+        // A file this set does not have: a newer release's, or one removed from the set.
+        guard let version = MigrationFile.version(of: level.lastFile) else { return .behind(pending: set.files.count) }
+        let recorded = (version: version, filename: level.lastFile)
+        guard MigrationFile.precedes(recorded, (latest.version, latest.filename)) else { return .ahead }
+        return .behind(pending: set.files.count { MigrationFile.precedes(recorded, ($0.version, $0.filename)) })
+    }
+
     /// A migrator of the set for `db`'s schema, which must exist.
     func migrator(for db: SchemaDatabase, lockTimeout: Duration? = nil) throws -> SchemaMigrator {
         var options = SchemaMigrator.Options()
