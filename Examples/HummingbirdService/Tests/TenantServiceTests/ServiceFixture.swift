@@ -1,0 +1,125 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import InMemoryLogging
+import Logging
+import SchemaDB
+import SchemaDBTesting
+import Tenancy
+import Testing
+@testable import TenantService
+
+let integration = Testing.ConditionTrait.enabled(if: TestPostgres.isConfigured || TestPostgres.isCI, "needs DATABASE_URL")
+
+/// One test's world: the repository's tenant migration set (copied, so a test can add a file),
+/// a registry in PostgreSQL, tenant schemas with a prefix of their own, and an operator: a
+/// `Tenancy` of its own standing for `tenantctl` on another machine.
+struct ServiceFixture {
+    static let repositoryMigrations = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("tenant-migrations")
+    static let silent = Logger(label: "tests", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    let pool: DatabasePool
+    let directory: URL
+    let schemaPrefix = TestPostgres.makeUniqueName(prefix: "svc") + "_"
+    let registrySchema = TestPostgres.makeUniqueName(prefix: "svcreg")
+    let operatorTenancy: Tenancy
+
+    var migrations: URL { directory.appendingPathComponent("tenant-migrations") }
+
+    /// The settings a replica reads from its environment.
+    func settings(source: TenantSource = .header("X-Tenant")) throws -> ServiceSettings {
+        var environment = ["DATABASE_URL": try TestPostgres.makeTestConfiguration().url(maskingPassword: false)]
+        environment["TENANCY_REGISTRY"] = environment["DATABASE_URL"]
+        environment["TENANCY_REGISTRY_SCHEMA"] = registrySchema
+        environment["TENANCY_SCHEMA_PREFIX"] = schemaPrefix
+        environment["TENANCY_MIGRATIONS"] = migrations.path
+        environment["DATABASE_MAX_CONNECTIONS"] = "6"
+        var settings = try ServiceSettings.fromEnvironment(environment)
+        settings.tenantSource = source
+        return settings
+    }
+
+    /// A replica of the service, with its own `PostgresClient`, as another process would have.
+    func replica(source: TenantSource = .header("X-Tenant"), logger: Logger = Self.silent, configure: (inout ServiceSettings) -> Void = { _ in }) throws -> some ApplicationProtocol {
+        var settings = try settings(source: source)
+        configure(&settings)
+        return try ServiceApplication.make(settings: settings, logger: logger)
+    }
+
+    /// The schema of `slug`, read by the operator.
+    func schema(of slug: String) async throws -> SQLIdentifier {
+        try SQLIdentifier(try #require(try await operatorTenancy.tenant(slug)).schema)
+    }
+
+    static func run(_ body: (ServiceFixture) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("service-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: repositoryMigrations, to: directory.appendingPathComponent("tenant-migrations"))
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try await TestPostgres.withPool { pool in
+            let fixture = try ServiceFixture(pool: pool, directory: directory)
+            do {
+                try await body(fixture)
+            } catch {
+                await fixture.dropSchemas()
+                throw error
+            }
+            await fixture.dropSchemas()
+        }
+    }
+
+    private init(pool: DatabasePool, directory: URL) throws {
+        self.pool = pool
+        self.directory = directory
+        var configuration = Tenancy.Configuration()
+        configuration.registry = .postgres(schema: registrySchema)
+        configuration.migrationsDirectory = directory.appendingPathComponent("tenant-migrations")
+        configuration.schemaPrefix = schemaPrefix
+        configuration.listensForChanges = false
+        self.operatorTenancy = try Tenancy(pool: pool, configuration: configuration, logger: Self.silent)
+    }
+
+    private func dropSchemas() async {
+        let schemas = (try? await pool.database(schema: nil).fetchAll(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) OR nspname = $2", schemaPrefix, registrySchema, as: String.self)) ?? []
+        for schema in schemas {
+            if let schema = try? SQLIdentifier(schema) { try? await pool.database(schema: schema).dropSchema(cascade: true) }
+        }
+    }
+}
+
+extension TestClientProtocol {
+    /// Sends a request for `tenant` (in the `X-Tenant` header) and returns the response.
+    func send(_ uri: String, _ method: HTTPRequest.Method = .get, tenant: String? = nil, json: String? = nil) async throws -> TestResponse {
+        var headers: HTTPFields = [:]
+        if let tenant { headers[HTTPField.Name("X-Tenant")!] = tenant }
+        if json != nil { headers[.contentType] = "application/json" }
+        return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+    }
+}
+
+extension TestResponse {
+    var text: String { String(buffer: body) }
+
+    func json() throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(text.utf8))
+    }
+}
+
+/// Waits until `condition` holds, checking every 10 ms, and fails after `timeout`.
+/// - Returns: How long it took.
+@discardableResult
+func eventually(_ what: String, timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws -> Duration {
+    let start = ContinuousClock.now
+    while !(try await condition()) {
+        guard ContinuousClock.now - start < timeout else {
+            Issue.record("\(what) did not happen within \(timeout)")
+            return timeout
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return ContinuousClock.now - start
+}
