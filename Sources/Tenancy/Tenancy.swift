@@ -255,8 +255,8 @@ public final class Tenancy: Service, Sendable {
 
     /// Brings every tenant and spare up to the current migration set through the fleet migrator,
     /// `concurrency` tenants at a time, waiting up to `fleetLockWait` for a run another process
-    /// has started (another instance of the app starting at the same moment). Call it before the
-    /// server starts (Hummingbird's `beforeServerStarts`).
+    /// has started (another instance of the app starting at the same moment). For a script or a
+    /// deploy job; a server calls ``prepareForServing(_:)``, which does not stop at a failed tenant.
     /// - Returns: The run, recorded in the registry's ledger.
     /// - Throws: ``TenancyError`` with code ``TenancyError/Code/migrationFailed`` naming the
     ///   failed tenants and the run to resume, after every other tenant was migrated.
