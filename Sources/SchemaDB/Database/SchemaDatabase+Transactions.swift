@@ -59,7 +59,9 @@ extension SchemaDatabase {
     }
 
     func bound(to connection: PostgresConnection, transactionDepth: Int?) -> SchemaDatabase {
-        SchemaDatabase(pool: pool, schema: schema, logger: logger, scope: .connection(connection, transactionDepth: transactionDepth))
+        var bound = SchemaDatabase(pool: pool, schema: schema, logger: logger, scope: .connection(connection, transactionDepth: transactionDepth))
+        bound.spanAttributes = spanAttributes
+        return bound
     }
 
     private func runTransaction<Result>(

@@ -22,6 +22,9 @@ public struct SchemaDatabase: Sendable {
     public var logger: Logger
     /// The pool this handle runs on.
     public let pool: DatabasePool
+    /// Attributes added to the span of each statement of this handle, such as the tenant's slug.
+    /// Never put a data value here.
+    public var spanAttributes: [String: String] = [:]
 
     enum Scope: Sendable {
         /// Each query leases a connection from the pool.
@@ -41,7 +44,9 @@ public struct SchemaDatabase: Sendable {
 
     /// The same pool and scope, bound to another schema.
     public func withSchema(_ schema: SQLIdentifier?) -> SchemaDatabase {
-        SchemaDatabase(pool: pool, schema: schema, logger: logger, scope: scope)
+        var other = SchemaDatabase(pool: pool, schema: schema, logger: logger, scope: scope)
+        other.spanAttributes = spanAttributes
+        return other
     }
 
     /// Whether this handle is inside a transaction.
@@ -102,7 +107,7 @@ public struct SchemaDatabase: Sendable {
 
     func instrumented<Result>(_ sql: String, _ operation: () async throws -> Result) async throws -> Result {
         do {
-            return try await pool.instrumentation.measure(sql: sql, schema: schema, logger: logger, operation)
+            return try await pool.instrumentation.measure(sql: sql, schema: schema, logger: logger, spanAttributes: spanAttributes, operation)
         } catch {
             let wrapped = SchemaDBError.wrapping(error, sql: sql, schema: schema)
             if (wrapped as? SchemaDBError)?.code == .connectionFailed { pool.noteConnectionLoss() }

@@ -206,6 +206,7 @@ public final class TenantDirectory: Sendable {
             db.logger[metadataKey: TenancyLoggingKeys.tenantSlug] = "\(slug)"
             db.logger[metadataKey: TenancyLoggingKeys.tenantID] = "\(tenant.id)"
             db.logger[metadataKey: TenancyLoggingKeys.tenantSchema] = "\(tenant.schema)"
+            db.spanAttributes["tenant.slug"] = slug.rawValue
             return .active(db)
         case .suspended:
             return .unavailable(TenancyError(code: .tenantSuspended, message: "tenant \"\(slug)\" is suspended; resume it to serve it again", slug: slug.rawValue))

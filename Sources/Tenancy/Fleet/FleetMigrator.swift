@@ -4,6 +4,7 @@ import Metrics
 import SchemaDB
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// Migrates every tenant (or a chosen few) to the current migration set, with bounded
 /// concurrency and a durable ledger in the registry.
@@ -127,7 +128,9 @@ public struct FleetMigrator: Sendable {
             try await self.withFleetLock(wait: options.fleetLockWait, stop: stop) {
                 let runID = try await self.registry.store.beginFleetRun(tenantIDs: candidates.map(\.id), target: migrations.currentLevel, parameters: parameters)
                 self.logger.info("fleet run started", metadata: [TenancyLoggingKeys.fleetRun: "\(runID)", "tenant.count": "\(candidates.count)"])
-                return try await self.drive(runID: runID, tenantIDs: candidates.map(\.id), width: width, options: options, migrations: migrations, stop: stop, progress: progress)
+                return try await self.traced(runID: runID, tenants: candidates.count) {
+                    try await self.drive(runID: runID, tenantIDs: candidates.map(\.id), width: width, options: options, migrations: migrations, stop: stop, progress: progress)
+                }
             }
         }
     }
@@ -148,7 +151,9 @@ public struct FleetMigrator: Sendable {
             try await self.withFleetLock(wait: options.fleetLockWait, stop: stop) {
                 let tenantIDs = try await self.registry.store.reopenFleetRun(id: runID, target: migrations.currentLevel)
                 self.logger.info("fleet run resumed", metadata: [TenancyLoggingKeys.fleetRun: "\(runID)", "tenant.count": "\(tenantIDs.count)"])
-                return try await self.drive(runID: runID, tenantIDs: tenantIDs, width: width, options: options, migrations: migrations, stop: stop, progress: progress)
+                return try await self.traced(runID: runID, tenants: tenantIDs.count) {
+                    try await self.drive(runID: runID, tenantIDs: tenantIDs, width: width, options: options, migrations: migrations, stop: stop, progress: progress)
+                }
             }
         }
     }
@@ -196,6 +201,18 @@ public struct FleetMigrator: Sendable {
             throw TenancyError(code: .invalidArgument, message: "a fleet run needs a pool of at least 2 connections (one holds the fleet lock); this one has \(limit)")
         }
         return min(options.concurrency, limit - 1)
+    }
+
+    /// Runs one pass of run `runID` in a `tenancy.fleet.run` span.
+    private func traced(runID: Int64, tenants: Int, _ body: () async throws -> FleetReport) async throws -> FleetReport {
+        try await withSpan("tenancy.fleet.run") { span in
+            span.attributes["tenancy.fleet.run_id"] = Int(runID)
+            span.attributes["tenancy.fleet.tenants"] = tenants
+            let report = try await body()
+            span.attributes["tenancy.fleet.status"] = report.run.status.rawValue
+            span.attributes["tenancy.fleet.failed"] = report.run.counts.failed
+            return report
+        }
     }
 
     /// The counts of one pass over a run's pending tenants.
@@ -266,6 +283,18 @@ public struct FleetMigrator: Sendable {
     /// Migrates one tenant and records the outcome. Database failures become a failed item;
     /// registry failures are thrown.
     private func migrate(tenantID: Int64, runID: Int64, options: Options, migrations: TenantMigrations, stop: FleetStop) async throws -> FleetRunItem {
+        try await withSpan("tenancy.fleet.migrate") { span in
+            let item = try await migrateUntraced(tenantID: tenantID, runID: runID, options: options, migrations: migrations, stop: stop)
+            if let slug = item.slug { span.attributes["tenant.slug"] = slug }
+            span.attributes["db.namespace"] = item.schema
+            span.attributes["tenancy.fleet.item_status"] = item.status.rawValue
+            span.attributes["tenancy.fleet.files_applied"] = item.filesApplied.count
+            if item.status == .failed { span.setStatus(SpanStatus(code: .error)) }
+            return item
+        }
+    }
+
+    private func migrateUntraced(tenantID: Int64, runID: Int64, options: Options, migrations: TenantMigrations, stop: FleetStop) async throws -> FleetRunItem {
         let start = ContinuousClock.now
         var item = FleetRunItem(tenantID: tenantID, slug: nil, schema: "", position: 0, status: .skipped, attempts: 0,
                                 error: nil, durationMilliseconds: nil, filesApplied: [], startedAt: Date(), finishedAt: nil)

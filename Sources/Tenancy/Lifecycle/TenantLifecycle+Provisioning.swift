@@ -2,22 +2,29 @@ import Foundation
 import Logging
 import Metrics
 import SchemaDB
+import Tracing
 
 extension TenantLifecycle {
     /// Onboards a tenant: claims a spare schema when one is ready (a registry change only),
     /// and provisions a new schema otherwise. A tenant that exists is provisioned again if it
     /// failed, taken over if an attempt was left half-way, and left alone if it is active.
     func create(_ slug: TenantSlug, displayName: String?) async throws -> OnboardingReport {
-        // Another process onboarding the same slug at the same moment is waited for (up to
-        // 30 s), so that both callers see the one outcome.
-        let deadline = ContinuousClock.now + .seconds(30)
-        var wait = Duration.milliseconds(50)
-        while true {
-            do {
-                return try await createOnce(slug, displayName: displayName)
-            } catch let error as TenancyError where [.provisioningInProgress, .concurrentChange].contains(error.code) && ContinuousClock.now + wait < deadline {
-                try await Task.sleep(for: wait)
-                wait = min(wait * 2, .seconds(1))
+        try await withSpan("tenancy.onboard") { span in
+            span.attributes["tenant.slug"] = slug.rawValue
+            // Another process onboarding the same slug at the same moment is waited for (up to
+            // 30 s), so that both callers see the one outcome.
+            let deadline = ContinuousClock.now + .seconds(30)
+            var wait = Duration.milliseconds(50)
+            while true {
+                do {
+                    let report = try await createOnce(slug, displayName: displayName)
+                    span.attributes["tenancy.onboarding"] = report.outcome.rawValue
+                    span.attributes["db.namespace"] = report.tenant.schema
+                    return report
+                } catch let error as TenancyError where [.provisioningInProgress, .concurrentChange].contains(error.code) && ContinuousClock.now + wait < deadline {
+                    try await Task.sleep(for: wait)
+                    wait = min(wait * 2, .seconds(1))
+                }
             }
         }
     }
@@ -106,8 +113,15 @@ extension TenantLifecycle {
     }
 
     private func provisionSpare(_ migrations: TenantMigrations, mode: Mode) async throws {
-        let provisioner = Provisioner(pool: pool, migrations: migrations)
         let schema = try SQLIdentifier(makeSchemaName())
+        try await withSpan("tenancy.spare.provision") { span in
+            span.attributes["db.namespace"] = schema.name
+            try await provisionSpare(schema, migrations, mode: mode)
+        }
+    }
+
+    private func provisionSpare(_ schema: SQLIdentifier, _ migrations: TenantMigrations, mode: Mode) async throws {
+        let provisioner = Provisioner(pool: pool, migrations: migrations)
         let created = TenantChange(state: .spare, level: migrations.currentLevel, event: .spareCreated)
         if migrations.provisionsInStages {
             let store = registry.store
