@@ -67,5 +67,5 @@ public struct ServiceSettings: Sendable {
 /// A setting that cannot be used; its description names the variable and what to do.
 public struct SettingsError: Error, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import InMemoryLogging
 import Logging
+import Prometheus
 import SchemaDB
 import SchemaDBTesting
 import Tenancy
@@ -43,10 +44,11 @@ struct ServiceFixture {
     }
 
     /// A replica of the service, with its own `PostgresClient`, as another process would have.
-    func replica(source: TenantSource = .header("X-Tenant"), logger: Logger = Self.silent, configure: (inout ServiceSettings) -> Void = { _ in }) throws -> some ApplicationProtocol {
+    func replica(source: TenantSource = .header("X-Tenant"), logger: Logger = Self.silent, metrics: PrometheusCollectorRegistry? = nil,
+                 configure: (inout ServiceSettings) -> Void = { _ in }) throws -> some ApplicationProtocol {
         var settings = try settings(source: source)
         configure(&settings)
-        return try ServiceApplication.make(settings: settings, logger: logger)
+        return try ServiceApplication.make(settings: settings, logger: logger, metrics: metrics)
     }
 
     /// The schema of `slug`, read by the operator.
