@@ -51,6 +51,38 @@ struct ServiceFixture {
         return try ServiceApplication.make(settings: settings, logger: logger, metrics: metrics)
     }
 
+    /// `tenantctl`, built into the same build folder as this test bundle (`scripts/test` builds
+    /// both), as an operator would run it on another machine.
+    static let tenantctlBinary: URL = {
+        let tests = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        return tests.deletingLastPathComponent().appendingPathComponent("tenantctl")
+    }()
+
+    /// Runs `tenantctl` with this test's settings and returns its standard error when it fails.
+    func tenantctl(_ arguments: String...) async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.tenantctlBinary.path) else {
+            Issue.record("no tenantctl at \(Self.tenantctlBinary.path); build it into this build folder first (scripts/test does)")
+            return
+        }
+        let process = Process()
+        process.executableURL = Self.tenantctlBinary
+        process.arguments = arguments
+        let database = try TestPostgres.makeTestConfiguration().url(maskingPassword: false)
+        process.environment = [
+            "DATABASE_URL": database, "TENANCY_REGISTRY": database, "TENANCY_REGISTRY_SCHEMA": registrySchema,
+            "TENANCY_SCHEMA_PREFIX": schemaPrefix, "TENANCY_MIGRATIONS": migrations.path,
+        ]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(status == 0, "tenantctl \(arguments.joined(separator: " ")) failed: \(message)")
+    }
+
     /// The schema of `slug`, read by the operator.
     func schema(of slug: String) async throws -> SQLIdentifier {
         try SQLIdentifier(try #require(try await operatorTenancy.tenant(slug)).schema)

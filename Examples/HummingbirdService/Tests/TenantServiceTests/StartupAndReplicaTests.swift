@@ -83,18 +83,20 @@ struct StartupAndReplicaTests {
                         return statuses
                     }
 
-                    try await operatorTenancy.suspend("acme")
+                    // Each change by tenantctl, a process of its own, as an operator runs it.
+                    try await fixture.tenantctl("suspend", "acme")
                     let suspended = try await eventually("both refuse the suspended tenant") { try await statuses("acme") == [.forbidden, .forbidden] }
-                    try await operatorTenancy.resume("acme")
+                    try await fixture.tenantctl("resume", "acme")
                     try await eventually("both serve it again") { try await statuses("acme") == [.ok, .ok] }
-                    try await operatorTenancy.rename("acme", to: "acme-old")
+                    try await fixture.tenantctl("rename", "acme", "acme-old")
                     let renamed = try await eventually("both forget the old slug") { try await statuses("acme") == [.notFound, .notFound] }
                     #expect(try await statuses("acme-old") == [.ok, .ok])
                     // The released slug cannot route to the renamed tenant's schema: it is not free yet.
                     await #expect { try await operatorTenancy.create("acme") } throws: { ($0 as? TenancyError)?.code == .slugRecentlyReleased }
-                    try await operatorTenancy.delete("acme-old", confirmingDataLoss: true)
+                    try await fixture.tenantctl("drop", "acme-old", "--yes")
                     let dropped = try await eventually("both refuse the dropped tenant") { try await statuses("acme-old") == [.gone, .gone] }
-                    // Announced, not expired: well inside the directory's 1 s unconfirmed time to live.
+                    // Announced, not expired: measured from the end of the tenantctl process, well
+                    // inside the directory's 1 s unconfirmed time to live.
                     for waited in [suspended, renamed, dropped] { #expect(waited < .milliseconds(900)) }
                 }
             }
