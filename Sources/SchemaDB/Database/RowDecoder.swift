@@ -11,17 +11,58 @@ public struct RowDecoder: Sendable {
 
     /// Decodes `type` from `row`.
     public func decode<Value: Decodable>(_ type: Value.Type, from row: PostgresRow) throws -> Value {
-        try Value(from: _RowDecoder(row: row.makeRandomAccess(), codingPath: []))
+        try Value(from: _RowDecoder(row: row.makeRandomAccess(), codingPath: [], positions: ColumnPositions()))
     }
+
+    /// Decodes `type` from each of `rows`, rows of one result set: each key's column is looked
+    /// up once, not once per row.
+    func decodeAll<Value: Decodable>(_ type: Value.Type, from rows: [PostgresRow]) throws -> [Value] {
+        let positions = ColumnPositions()
+        return try rows.map { try Value(from: _RowDecoder(row: $0.makeRandomAccess(), codingPath: [], positions: positions)) }
+    }
+}
+
+/// The column of each coding key in the rows of one result set, found on first use: the column
+/// named like the key, or else like the key in snake case.
+private final class ColumnPositions {
+    private var byKey: [String: Int] = [:]
+    private var byName: [String: Int]?
+
+    func position(of key: String, in row: PostgresRandomAccessRow) -> Int? {
+        if let known = byKey[key] { return known >= 0 ? known : nil }
+        let names = byName ?? Self.names(of: row)
+        byName = names
+        var found = names[key]
+        if found == nil {
+            let snake = RowKeyedContainer<AnyCodingKey>.snakeCase(key)
+            if snake != key { found = names[snake] }
+        }
+        byKey[key] = found ?? -1
+        return found
+    }
+
+    private static func names(of row: PostgresRandomAccessRow) -> [String: Int] {
+        var names: [String: Int] = [:]
+        for index in 0..<row.count where names[row[index].columnName] == nil { names[row[index].columnName] = index }
+        return names
+    }
+}
+
+private struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }
 
 private struct _RowDecoder: Decoder {
     let row: PostgresRandomAccessRow
     let codingPath: [any CodingKey]
+    let positions: ColumnPositions
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
-        KeyedDecodingContainer(RowKeyedContainer<Key>(row: row, codingPath: codingPath))
+        KeyedDecodingContainer(RowKeyedContainer<Key>(row: row, codingPath: codingPath, positions: positions))
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
@@ -39,24 +80,19 @@ private struct _RowDecoder: Decoder {
 private struct RowKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let row: PostgresRandomAccessRow
     let codingPath: [any CodingKey]
+    let positions: ColumnPositions
 
     var allKeys: [Key] {
         (0..<row.count).compactMap { Key(stringValue: row[$0].columnName) }
     }
 
-    func contains(_ key: Key) -> Bool { column(for: key) != nil }
-
-    private func column(for key: Key) -> String? {
-        if row.contains(key.stringValue) { return key.stringValue }
-        let snake = Self.snakeCase(key.stringValue)
-        return snake != key.stringValue && row.contains(snake) ? snake : nil
-    }
+    func contains(_ key: Key) -> Bool { positions.position(of: key.stringValue, in: row) != nil }
 
     private func cell(for key: Key) throws -> PostgresCell {
-        guard let name = column(for: key) else {
+        guard let position = positions.position(of: key.stringValue, in: row) else {
             throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "the row has no column \"\(key.stringValue)\" or \"\(Self.snakeCase(key.stringValue))\""))
         }
-        return row[name]
+        return row[position]
     }
 
     func decodeNil(forKey key: Key) throws -> Bool { try cell(for: key).bytes == nil }

@@ -124,9 +124,8 @@ extension SchemaDatabase {
     }
 
     private func decodeRows<Row: Decodable>(_ rows: [PostgresRow], as type: Row.Type, sql: String) throws -> [Row] {
-        let decoder = RowDecoder()
         do {
-            return try rows.map { try decoder.decode(type, from: $0) }
+            return try RowDecoder().decodeAll(type, from: rows)
         } catch let error as DecodingError {
             throw SchemaDBError(code: .decodingFailed, message: "rows cannot be decoded as \(type): \(Self.describe(error))", schema: schema?.name, sql: sql, underlying: error)
         } catch {
