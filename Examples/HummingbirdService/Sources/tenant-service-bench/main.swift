@@ -9,14 +9,6 @@ import PostgresNIO
 import SchemaDB
 import TenantService
 
-struct OpenInvoice: Codable, ResponseEncodable {
-    var id: Int64
-    var number: String
-    var accountId: Int64
-    var issuedOn: Date
-    var totalCents: Int64
-}
-
 var logger = Logger(label: "tenant-service-bench")
 logger.logLevel = .warning
 do {

@@ -1,17 +1,23 @@
-import Foundation
+public import Foundation
 public import Hummingbird
 import SchemaDB
+
+/// An open invoice with its total, as `GET /invoices/open` answers it.
+public struct OpenInvoice: Codable, Sendable, ResponseEncodable {
+    public var id: Int64
+    public var number: String
+    public var accountId: Int64
+    public var issuedOn: Date
+    public var totalCents: Int64
+
+    public init(id: Int64, number: String, accountId: Int64, issuedOn: Date, totalCents: Int64) {
+        (self.id, self.number, self.accountId, self.issuedOn, self.totalCents) = (id, number, accountId, issuedOn, totalCents)
+    }
+}
 
 /// A tenant's invoices: written in one transaction with their lines, read from the
 /// `open_invoices` view of the tenant migration set.
 public struct InvoiceRoutes: Sendable {
-    struct OpenInvoice: Codable, ResponseEncodable {
-        var id: Int64
-        var number: String
-        var accountId: Int64
-        var issuedOn: Date
-        var totalCents: Int64
-    }
 
     struct NewInvoice: Decodable {
         struct Line: Decodable {
