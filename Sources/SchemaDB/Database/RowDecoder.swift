@@ -73,7 +73,7 @@ private struct _RowDecoder: Decoder {
         guard row.count > 0 else {
             throw DecodingError.valueNotFound(Any.self, .init(codingPath: codingPath, debugDescription: "the row has no columns"))
         }
-        return CellContainer(cell: row[0], codingPath: codingPath)
+        return CellContainer(cell: row[0], parentPath: codingPath)
     }
 }
 
@@ -98,8 +98,16 @@ private struct RowKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol
     func decodeNil(forKey key: Key) throws -> Bool { try cell(for: key).bytes == nil }
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
-        try CellContainer(cell: try cell(for: key), codingPath: codingPath + [key]).decode(type)
+        try CellContainer(cell: try cell(for: key), parentPath: codingPath, key: key).decode(type)
     }
+
+    // The common column types, decoded without the generic path's dynamic casts.
+    func decode(_ type: String.Type, forKey key: Key) throws -> String { try cell(for: key).decode(String.self) }
+    func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try cell(for: key).decode(Int.self) }
+    func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try cell(for: key).decode(Int64.self) }
+    func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try cell(for: key).decode(Int32.self) }
+    func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try cell(for: key).decode(Bool.self) }
+    func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try cell(for: key).decode(Double.self) }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
         throw DecodingError.typeMismatch(type, .init(codingPath: codingPath + [key], debugDescription: "nested containers are not supported; decode a jsonb column into a Decodable type instead"))
@@ -129,7 +137,10 @@ private struct RowKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol
 
 private struct CellContainer: SingleValueDecodingContainer {
     let cell: PostgresCell
-    let codingPath: [any CodingKey]
+    let parentPath: [any CodingKey]
+    var key: (any CodingKey)? = nil
+
+    var codingPath: [any CodingKey] { key.map { parentPath + [$0] } ?? parentPath }
 
     func decodeNil() -> Bool { cell.bytes == nil }
 

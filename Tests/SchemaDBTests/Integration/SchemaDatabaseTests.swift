@@ -81,6 +81,44 @@ struct SchemaDatabaseTests {
         }
     }
 
+    @Test func rowsDecodeTheCommonColumnTypesByNameOrSnakeCaseAndJSONIntoNestedValues() async throws {
+        try await withTestSchema { _, db in
+            struct Address: Decodable, Equatable { var city: String }
+            struct Sample: Decodable, Equatable {
+                var small: Int32
+                var large: Int64
+                var plain: Int
+                var isActive: Bool
+                var ratio: Double
+                var title: String
+                var missing: String?
+                var address: Address
+            }
+            let sql: SQLTemplate = """
+                SELECT n::int4 AS small, (n * 10000000000)::int8 AS large, n AS plain, n % 2 = 0 AS is_active,
+                       n / 4.0::float8 AS ratio, 'item ' || n AS title, NULL::text AS missing,
+                       jsonb_build_object('city', 'c' || n) AS address
+                FROM generate_series(1, 3) AS n
+                """
+            let samples = try await db.fetchAll(sql, as: Sample.self)
+            let expected: [Sample] = (1...3).map { (n: Int) -> Sample in
+                let large: Int64 = Int64(n) * 10_000_000_000
+                let ratio: Double = Double(n) / 4
+                return Sample(small: Int32(n), large: large, plain: n, isActive: n % 2 == 0,
+                              ratio: ratio, title: "item \(n)", missing: nil, address: Address(city: "c\(n)"))
+            }
+            #expect(samples == expected)
+            struct NoSuchColumn: Decodable { var title: String; var colour: String }
+            await #expect { try await db.fetchAll(sql, as: NoSuchColumn.self) } throws: {
+                ($0 as? SchemaDBError)?.description.contains("colour") == true
+            }
+            struct NullIntoString: Decodable { var missing: String }
+            await #expect { try await db.fetchAll(sql, as: NullIntoString.self) } throws: {
+                ($0 as? SchemaDBError)?.description.contains("missing") == true
+            }
+        }
+    }
+
     @Test func transactionsCommitOnReturnAndRollBackOnThrow() async throws {
         try await withTestSchema { _, db in
             try await db.execute("CREATE TABLE {{tables.accounts}} (id int PRIMARY KEY, balance int NOT NULL)")

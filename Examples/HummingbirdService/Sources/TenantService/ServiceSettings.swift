@@ -42,7 +42,6 @@ public struct ServiceSettings: Sendable {
         }
         let database = try DatabaseConfig.fromEnvironment(environment)
         var settings = Self(database: database, tenancy: try Tenancy.Configuration.fromEnvironment(environment, database: database))
-        settings.tenancy.createsRegistry = false
         if let host = value("HOST") { settings.host = host }
         if let port = try integer("PORT", in: 0...65535) { settings.port = port }
         if let size = try integer("DATABASE_MAX_CONNECTIONS", in: 2...1000) { settings.maximumConnections = size }
