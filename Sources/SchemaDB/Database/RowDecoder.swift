@@ -1,3 +1,4 @@
+import Foundation
 public import PostgresNIO
 import NIOCore
 
@@ -18,18 +19,45 @@ public struct RowDecoder: Sendable {
     /// up once, not once per row.
     func decodeAll<Value: Decodable>(_ type: Value.Type, from rows: [PostgresRow]) throws -> [Value] {
         let positions = ColumnPositions()
-        return try rows.map { try Value(from: _RowDecoder(row: $0.makeRandomAccess(), codingPath: [], positions: positions)) }
+        return try rows.map {
+            positions.startRow()
+            return try Value(from: _RowDecoder(row: $0.makeRandomAccess(), codingPath: [], positions: positions))
+        }
     }
 }
 
 /// The column of each coding key in the rows of one result set, found on first use: the column
 /// named like the key, or else like the key in snake case.
+///
+/// A synthesized `init(from:)` asks for the same keys in the same order on every row, so each
+/// row first compares the key with the one asked for at the same step of the previous row (a
+/// string comparison) and hashes only when the order changes (optional values skipped, say).
 private final class ColumnPositions {
     private var byKey: [String: Int] = [:]
     private var byName: [String: Int]?
+    private var steps: [(key: String, position: Int)] = []
+    private var step = 0
+
+    /// Starts the keys of a new row.
+    func startRow() { step = 0 }
 
     func position(of key: String, in row: PostgresRandomAccessRow) -> Int? {
-        if let known = byKey[key] { return known >= 0 ? known : nil }
+        if step > 0, steps[step - 1].key == key { return Self.found(steps[step - 1].position) }  // the same key again (contains, then decode)
+        let position: Int
+        if step < steps.count, steps[step].key == key {
+            position = steps[step].position
+        } else {
+            position = lookUp(key, in: row)
+            if step < steps.count { steps[step] = (key, position) } else { steps.append((key, position)) }
+        }
+        step += 1
+        return Self.found(position)
+    }
+
+    private static func found(_ position: Int) -> Int? { position >= 0 ? position : nil }
+
+    private func lookUp(_ key: String, in row: PostgresRandomAccessRow) -> Int {
+        if let known = byKey[key] { return known }
         let names = byName ?? Self.names(of: row)
         byName = names
         var found = names[key]
@@ -38,7 +66,7 @@ private final class ColumnPositions {
             if snake != key { found = names[snake] }
         }
         byKey[key] = found ?? -1
-        return found
+        return found ?? -1
     }
 
     private static func names(of row: PostgresRandomAccessRow) -> [String: Int] {
@@ -121,8 +149,22 @@ private struct RowKeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol
     func superDecoder(forKey key: Key) throws -> any Decoder { try superDecoder() }
 
     static func snakeCase(_ name: String) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(name.utf8.count + 4)
+        for byte in name.utf8 {
+            guard byte < 0x80 else { return unicodeSnakeCase(name) }
+            if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") {
+                if !bytes.isEmpty { bytes.append(UInt8(ascii: "_")) }
+                bytes.append(byte + 32)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func unicodeSnakeCase(_ name: String) -> String {
         var result = ""
-        result.reserveCapacity(name.utf8.count + 4)
         for character in name {
             if character.isUppercase {
                 if !result.isEmpty { result.append("_") }
@@ -145,6 +187,9 @@ private struct CellContainer: SingleValueDecodingContainer {
     func decodeNil() -> Bool { cell.bytes == nil }
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        // Dates and UUIDs reach this generic path; a type comparison is cheaper than a cast.
+        if T.self == Date.self { return unsafeBitCast(try cell.decode(Date.self), to: T.self) }
+        if T.self == UUID.self { return unsafeBitCast(try cell.decode(UUID.self), to: T.self) }
         if let decodable = type as? any PostgresDecodable.Type {
             return try open(decodable) as! T
         }

@@ -81,7 +81,7 @@ struct SchemaDatabaseTests {
         }
     }
 
-    @Test func rowsDecodeTheCommonColumnTypesByNameOrSnakeCaseAndJSONIntoNestedValues() async throws {
+    @Test func rowsDecodeTheCommonColumnTypesByNameOrSnakeCaseOptionalsAndJSONIntoNestedValues() async throws {
         try await withTestSchema { _, db in
             struct Address: Decodable, Equatable { var city: String }
             struct Sample: Decodable, Equatable {
@@ -92,20 +92,27 @@ struct SchemaDatabaseTests {
                 var ratio: Double
                 var title: String
                 var missing: String?
+                var sometimes: String?
+                var token: UUID
+                var issuedAt: Date
                 var address: Address
             }
             let sql: SQLTemplate = """
                 SELECT n::int4 AS small, (n * 10000000000)::int8 AS large, n AS plain, n % 2 = 0 AS is_active,
                        n / 4.0::float8 AS ratio, 'item ' || n AS title, NULL::text AS missing,
+                       CASE WHEN n % 2 = 0 THEN 'even' END AS sometimes, ('00000000-0000-0000-0000-00000000000' || n)::uuid AS token,
+                       timestamptz '2026-01-01 00:00:00+00' + n * interval '1 day' AS issued_at,
                        jsonb_build_object('city', 'c' || n) AS address
-                FROM generate_series(1, 3) AS n
+                FROM generate_series(1, 4) AS n
                 """
             let samples = try await db.fetchAll(sql, as: Sample.self)
-            let expected: [Sample] = (1...3).map { (n: Int) -> Sample in
+            let expected: [Sample] = (1...4).map { (n: Int) -> Sample in
                 let large: Int64 = Int64(n) * 10_000_000_000
                 let ratio: Double = Double(n) / 4
-                return Sample(small: Int32(n), large: large, plain: n, isActive: n % 2 == 0,
-                              ratio: ratio, title: "item \(n)", missing: nil, address: Address(city: "c\(n)"))
+                let token = UUID(uuidString: "00000000-0000-0000-0000-00000000000\(n)")!
+                let issuedAt = Date(timeIntervalSince1970: 1_767_225_600 + Double(n) * 86_400)
+                return Sample(small: Int32(n), large: large, plain: n, isActive: n % 2 == 0, ratio: ratio, title: "item \(n)",
+                              missing: nil, sometimes: n % 2 == 0 ? "even" : nil, token: token, issuedAt: issuedAt, address: Address(city: "c\(n)"))
             }
             #expect(samples == expected)
             struct NoSuchColumn: Decodable { var title: String; var colour: String }

@@ -72,15 +72,23 @@ struct ServiceFixture {
             "DATABASE_URL": database, "TENANCY_REGISTRY": database, "TENANCY_REGISTRY_SCHEMA": registrySchema,
             "TENANCY_SCHEMA_PREFIX": schemaPrefix, "TENANCY_MIGRATIONS": migrations.path,
         ]
-        let errors = Pipe()
-        process.standardError = errors
+        // Standard error goes to a file (a pipe read only after the exit could fill and block),
+        // and the wait is bounded, so that a stuck tenantctl fails this test instead of the run.
+        let errors = FileManager.default.temporaryDirectory.appendingPathComponent("tenantctl-\(UUID().uuidString).err")
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errors) }
+        process.standardError = try FileHandle(forWritingTo: errors)
         process.standardOutput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(60)
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let message = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+        guard !process.isRunning else {
+            process.terminate()
+            Issue.record("tenantctl \(arguments.joined(separator: " ")) did not finish within 60 s: \(message)")
+            return
         }
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(status == 0, "tenantctl \(arguments.joined(separator: " ")) failed: \(message)")
+        #expect(process.terminationStatus == 0, "tenantctl \(arguments.joined(separator: " ")) failed: \(message)")
     }
 
     /// The schema of `slug`, read by the operator.
