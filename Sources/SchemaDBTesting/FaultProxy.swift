@@ -200,18 +200,33 @@ public final class FaultProxy: Sendable {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = Self.unwrapInboundIn(data)
             guard !cut else { return }
+            if !inspectsCommits, !peer.isActive {
+                // The client was cut: the server's answer ends its side too.
+                if Array(buffer.readableBytesView).containsSubsequence(Self.readyForQuery) { context.close(promise: nil) }
+                return
+            }
             if inspectsCommits {
                 let chunk = Array(buffer.readableBytesView)
                 sent += chunk
+                if let syncSearchStart {
+                    // The statement reached the server; the rest of its messages follow it.
+                    if Array(sent[max(0, syncSearchStart - Self.sync.count)...]).containsSubsequence(Self.sync) {
+                        cutAfter(buffer, context: context)
+                    } else {
+                        peer.writeAndFlush(buffer, promise: nil)
+                    }
+                    return
+                }
                 if faults.cutsAfter(chunk, sent: sent) {
-                    cut = true
-                    let client = context.channel
-                    let server = peer
-                    // The server gets the COMMIT; the client's connection ends before the answer.
-                    // The server's side is closed a moment later, after it committed.
-                    peer.writeAndFlush(buffer).whenComplete { _ in
-                        client.close(promise: nil)
-                        server.eventLoop.scheduleTask(in: .milliseconds(500)) { server.close(promise: nil) }
+                    // The statement commits at its Sync, which may come in a later read.
+                    if chunk.containsSubsequence(Self.sync) {
+                        cutAfter(buffer, context: context)
+                    } else {
+                        syncSearchStart = sent.count
+                        peer.writeAndFlush(buffer, promise: nil)
+                        // A simple-protocol query has no Sync: cut it shortly anyway.
+                        let client = context.channel
+                        context.eventLoop.scheduleTask(in: .milliseconds(200)) { client.close(promise: nil) }
                     }
                     return
                 }
@@ -219,8 +234,30 @@ public final class FaultProxy: Sendable {
             peer.writeAndFlush(buffer, promise: nil)
         }
 
+        /// The extended protocol's Sync message, at which a statement outside a transaction commits.
+        private static let sync: [UInt8] = [0x53, 0, 0, 0, 4]
+        private var syncSearchStart: Int?
+
+        /// Forwards `buffer`, the last the server gets, then ends the client's connection before
+        /// the answer. The server's side ends once the server has answered (see `channelRead`):
+        /// closed earlier, with the messages still unread, it could be reset before they commit.
+        private func cutAfter(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+            cut = true
+            let client = context.channel
+            peer.writeAndFlush(buffer).whenComplete { _ in client.close(promise: nil) }
+        }
+
+        /// ReadyForQuery: the server has finished what it was sent.
+        private static let readyForQuery: [UInt8] = [0x5A, 0, 0, 0, 5]
+
         func channelInactive(context: ChannelHandlerContext) {
-            peer.close(promise: nil)
+            if cut || syncSearchStart != nil {
+                // The server's side closes at its answer, or after 10 s without one.
+                let server = peer
+                server.eventLoop.scheduleTask(in: .seconds(10)) { server.close(promise: nil) }
+            } else {
+                peer.close(promise: nil)
+            }
             context.fireChannelInactive()
         }
 

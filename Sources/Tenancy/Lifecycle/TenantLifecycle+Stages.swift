@@ -97,7 +97,9 @@ extension TenantLifecycle {
         let store = registry.store
         let provisioner = Provisioner(pool: pool, migrations: migrations)
         let read: (Provisioner.SchemaCondition, TenantRecord?)? = try? await settling {
-            (try await provisioner.condition(of: schema), try await store.record(id: written.id))
+            // A lost session still runs its last file until the server notices: wait for its lock.
+            if Self.isConnectionLoss(error) { try await provisioner.waitForProvisioning(of: schema.name) }
+            return (try await provisioner.condition(of: schema), try await store.record(id: written.id))
         }
         guard let (condition, current) = read, let row = current else {
             throw TenancyError(

@@ -184,8 +184,8 @@ struct TenantLifecycle: Sendable {
             return try await registry.store.update(record, change)
         } catch where Self.isConnectionLoss(error) {
             let next = record.applying(change, at: Date())
-            guard let now = try? await settling({ try await registry.store.record(id: record.id) }),
-                  now.generation == record.generation + 1, now.state == next.state, now.slug == next.slug else { throw error }
+            guard let settled = try? await settling({ try await registry.store.settledRecord(after: record) }),
+                  !settled.fenced, let now = settled.row, now.generation == record.generation + 1, now.state == next.state, now.slug == next.slug else { throw error }
             return now
         }
     }

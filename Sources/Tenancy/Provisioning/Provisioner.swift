@@ -74,6 +74,17 @@ struct Provisioner: Sendable {
         try await session.fetchValue("SELECT pg_try_advisory_lock($1)", TenantMigrations.provisioningLockKey(schema), as: Bool.self) == true
     }
 
+    /// Waits (at most `timeout`) until no provisioning of `schema` holds its lock: after a lost
+    /// `COMMIT` answer, the transaction that sent it has ended, committed or not, once this
+    /// returns, so that what it left can be read.
+    func waitForProvisioning(of schema: String, timeout: Duration = .seconds(10)) async throws {
+        try await pool.database(schema: nil).withTransaction { tx in
+            _ = try await tx.fetchAll(
+                "SELECT set_config('lock_timeout', $1, true), pg_advisory_xact_lock($2)",
+                "\(timeout.wholeMilliseconds)ms", TenantMigrations.provisioningLockKey(schema))
+        }
+    }
+
     /// Releases the lock ``lock(_:on:)`` took.
     static func unlock(_ schema: String, on session: SchemaDatabase) async throws {
         _ = try await session.fetchAll("SELECT pg_advisory_unlock($1)", TenantMigrations.provisioningLockKey(schema))

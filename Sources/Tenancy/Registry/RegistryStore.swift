@@ -25,6 +25,11 @@ protocol RegistryStore: RegistryWriter {
 
     func record(slug: String) async throws -> TenantRecord?
     func record(id: Int64) async throws -> TenantRecord?
+    /// The row of `record` once no write conditioned on `record`'s generation can still apply:
+    /// for a write whose answer was lost. A write still running is waited for; one the server
+    /// has not yet started is fenced off (the generation moves on, nothing else changes).
+    /// - Returns: The row, and whether it was fenced: then that write did not happen.
+    func settledRecord(after record: TenantRecord) async throws -> (row: TenantRecord?, fenced: Bool)
     /// Tenants (rows with a slug) in slug order.
     func tenants(in state: TenantState?, limit: Int?, offset: Int) async throws -> [Tenant]
     /// Every row in `states` (every row when `nil`): tenants in slug order, then spares by id.

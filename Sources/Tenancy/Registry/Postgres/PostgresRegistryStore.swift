@@ -121,6 +121,17 @@ final class PostgresRegistryStore: RegistryStore {
         }
     }
 
+    func settledRecord(after record: TenantRecord) async throws -> (row: TenantRecord?, fenced: Bool) {
+        try await translating("be read") {
+            // Waits on the row lock of a write in progress; after it, a write not yet started
+            // finds another generation and writes nothing. A fresh statement then reads.
+            let fenced = try await handle.execute(
+                "UPDATE {{tables.tenants}} SET generation = generation + 1 WHERE id = $1 AND generation = $2", record.id, record.generation) == 1
+            let row = try await handle.fetchAll(try TenantRecord.selectingPostgres("WHERE id = $1"), record.id).first.map(TenantRecord.init(postgresRow:))
+            return (row, fenced)
+        }
+    }
+
     func tenants(in state: TenantState?, limit: Int?, offset: Int) async throws -> [Tenant] {
         try await translating("be read") {
             let rows = try await handle.fetchAll(

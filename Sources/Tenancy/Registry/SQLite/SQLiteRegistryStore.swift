@@ -127,6 +127,11 @@ final class SQLiteRegistryStore: RegistryStore {
         try await read { db in try TenantRecord.fetchOne(db, key: id) }
     }
 
+    /// A SQLite write completes in this process: its outcome is never lost in flight.
+    func settledRecord(after record: TenantRecord) async throws -> (row: TenantRecord?, fenced: Bool) {
+        (try await self.record(id: record.id), false)
+    }
+
     func tenants(in state: TenantState?, limit: Int?, offset: Int) async throws -> [Tenant] {
         try await read { db in
             var sql = "SELECT * FROM tenants WHERE slug IS NOT NULL"
