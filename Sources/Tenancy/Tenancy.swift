@@ -210,7 +210,8 @@ public final class Tenancy: Service, Sendable {
     }
 
     /// Pre-provisions `count` spare schemas, `concurrency` at a time, each with the whole
-    /// migration set applied, so that onboarding claims one with no DDL.
+    /// migration set applied, so that onboarding claims one with no DDL. Spares an earlier
+    /// fill left half-way (a killed process) are completed first.
     /// - Returns: Every spare now waiting, oldest first.
     @discardableResult
     public func fillSpares(count: Int, concurrency: Int = 4) async throws -> [SpareSchema] {

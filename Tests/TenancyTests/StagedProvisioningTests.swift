@@ -104,4 +104,50 @@ struct StagedProvisioningTests {
             #expect(try await tenancy.database(for: "acme").tableExists("invoices"))
         }
     }
+    /// A fill killed half-way leaves spare rows `provisioning` beside an empty or partly
+    /// migrated schema. Doctor names them; the next fill completes them, except one whose lock
+    /// a live process holds.
+    @Test(arguments: StoreKind.allCases)
+    func sparesThatAKilledFillLeftHalfWayAreCompletedByTheNextFill(store: StoreKind) async throws {
+        try await TenancyFixture.run(store, ownDatabase: true) { fixture in
+            // A spare killed after two of three files: a complete spare of the older set, put back to provisioning.
+            let older = try fixture.makeTenancy()
+            let partly = try #require(try await older.fillSpares(count: 1).first)
+            let store = older.registry.store
+            let partlyRow = try #require(try await store.records(in: [.spare]).first)
+            _ = try await store.update(partlyRow, TenantChange(state: .provisioning, event: .provisioning, detail: nil))
+            // A spare killed right after its first stage: the row and an empty schema.
+            let empty = older.lifecycle.makeSchemaName()
+            _ = try await store.insert(.new(slug: nil, displayName: nil, schema: empty, state: .provisioning), event: .provisioning, detail: nil)
+            try await fixture.pool.database(schema: nil).execute(try SQLTemplate("CREATE SCHEMA \(try SQLIdentifier(empty).quoted)"))
+            // A spare whose fill is still running: its lock is held.
+            let running = older.lifecycle.makeSchemaName()
+            _ = try await store.insert(.new(slug: nil, displayName: nil, schema: running, state: .provisioning), event: .provisioning, detail: nil)
+
+            try fixture.writeMigration("003_index.sql", Self.concurrentIndex)
+            let tenancy = try fixture.makeTenancy()
+            try await fixture.pool.database(schema: nil).withConnection { holder in
+                #expect(try await Provisioner.lock(running, on: holder))
+                let doctor = try await tenancy.reconcile()
+                let partlyFinding = try #require(doctor.findings.first { $0.schema == partly.schema })
+                #expect(partlyFinding.kind == .stuckProvisioning)
+                #expect(partlyFinding.detail.contains("the next spares fill completes it"), "\(partlyFinding.detail)")
+
+                let spares = try await tenancy.fillSpares(count: 1)
+                #expect(Set(spares.map(\.schema)).isSuperset(of: [partly.schema, empty]))
+                #expect(spares.count == 3)
+                #expect(spares.allSatisfy { $0.migrationLevel == tenancy.currentLevel })
+                #expect(try await indexExists(partly.schema, fixture))
+                #expect(try await indexExists(empty, fixture))
+                #expect(try await store.records(in: [.provisioning]).map(\.schema) == [running])
+                try await Provisioner.unlock(running, on: holder)
+            }
+            // Its holder gone, the next fill completes that one too.
+            let spares = try await tenancy.fillSpares(count: 0)
+            #expect(spares.count == 4 && spares.contains { $0.schema == running })
+            #expect(try await indexExists(running, fixture))
+            let reconciled = try await tenancy.reconcile()
+            #expect(reconciled.isClean, "\(reconciled.findings)")
+        }
+    }
 }

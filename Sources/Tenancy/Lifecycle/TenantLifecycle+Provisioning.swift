@@ -101,15 +101,48 @@ extension TenantLifecycle {
         return OnboardingReport(tenant: tenant, outcome: .claimedSpare, appliedFiles: appliedFiles)
     }
 
-    /// Provisions `count` spare schemas, `concurrency` at a time.
+    /// Provisions `count` spare schemas, `concurrency` at a time, after completing the spares
+    /// an earlier fill left `provisioning` (killed half-way) that no live process holds.
     func fillSpares(count: Int, concurrency: Int) async throws -> [SpareSchema] {
         let migrations = try requireMigrations()
         let mode = try await mode()
+        try await resumeInterruptedSpares(migrations, mode: mode)
         if count > 0 {
             let width = await pool.concurrencyTheServerAllows(max(1, min(concurrency, pool.connectionLimit ?? concurrency)))
             _ = try await forEachConcurrently(0..<count, width: width) { _ in try await self.provisionSpare(migrations, mode: mode) }
         }
         return try await registry.spares()
+    }
+
+    /// Completes, or rolls back when a file fails, each spare row left `provisioning`: its
+    /// schema is absent, empty or partly migrated. One whose lock a live process holds is left
+    /// to that process; one that cannot be completed is logged and left for doctor to report.
+    private func resumeInterruptedSpares(_ migrations: TenantMigrations, mode: Mode) async throws {
+        let store = registry.store
+        for stuck in try await store.records(in: [.provisioning]) where stuck.slug == nil {
+            let target = StagedTarget(
+                name: "spare schema \(stuck.schema)",
+                write: { _ in stuck },
+                completion: { _ in TenantChange(state: .spare, level: migrations.currentLevel, event: .adopted, detail: "an interrupted fill was completed") },
+                rollBack: { row, _ in try await store.remove(row) })
+            do {
+                switch try await provisionInStages(try SQLIdentifier(stuck.schema), target: target, mode: mode, migrations: migrations) {
+                case .completed:
+                    logger.info("completed a spare an interrupted fill left behind", metadata: [TenancyLoggingKeys.tenantSchema: "\(stuck.schema)"])
+                case .rolledBack(let error):
+                    logger.warning("a spare an interrupted fill left behind was rolled back", metadata: [
+                        TenancyLoggingKeys.tenantSchema: "\(stuck.schema)", LoggingKeys.error: "\(error)",
+                    ])
+                }
+            } catch let error as TenancyError where Self.settledElsewhere.contains(error.code) {
+                continue  // a live fill holds it, or the row moved on
+            } catch {
+                // Left for doctor to report; the fill itself goes on.
+                logger.warning("a spare an interrupted fill left behind could not be completed", metadata: [
+                    TenancyLoggingKeys.tenantSchema: "\(stuck.schema)", LoggingKeys.error: "\(error)",
+                ])
+            }
+        }
     }
 
     private func provisionSpare(_ migrations: TenantMigrations, mode: Mode) async throws {
@@ -154,7 +187,10 @@ extension TenantLifecycle {
             }
             if case .stepwise(let store) = mode { _ = try await recordCommitted(row, created, in: store) }
         } catch {
-            let condition = try? await settling { try await provisioner.condition(of: schema) }
+            let condition = try? await settling {
+                try await provisioner.waitForProvisioning(of: schema.name)
+                return try await provisioner.condition(of: schema)
+            }
             if condition?.isComplete == true {
                 // The commit went through; only its reply was lost.
                 if case .stepwise(let store) = mode, let written { _ = try await recordCommitted(written, created, in: store) }
@@ -266,11 +302,19 @@ extension TenantLifecycle {
             message: "provisioning tenant \"\(slug)\" failed (\(error)) and whether it was committed is unknown; run the same command again to finish or retry it",
             slug: slug.rawValue, underlying: error)
         let failed = TenantChange(state: .failed, lastError: .some("\(error)"), event: .failed, detail: "\(error)")
+        let provisioner = Provisioner(pool: pool, migrations: migrations)
         switch mode {
         case .atomic:
             // The registry row commits with the schema: it tells whether the commit happened.
             let now: TenantRecord?
-            do { now = try await settling { try await store.record(slug: slug.rawValue) } } catch { throw unknown }
+            do {
+                now = try await settling {
+                    try await provisioner.waitForProvisioning(of: schema.name)
+                    return try await store.record(slug: slug.rawValue)
+                }
+            } catch {
+                throw unknown
+            }
             if let now, now.state == .active, now.schema == schema.name {
                 return try await activated(now, outcome: existing == nil ? .provisioned : .adopted, appliedFiles: [], announcing: existing != nil)
             }
@@ -283,7 +327,10 @@ extension TenantLifecycle {
             }
         case .stepwise:
             guard let written else { throw error }
-            guard let condition = try? await settling({ try await Provisioner(pool: pool, migrations: migrations).condition(of: schema) }) else { throw unknown }
+            guard let condition = try? await settling({
+                try await provisioner.waitForProvisioning(of: schema.name)
+                return try await provisioner.condition(of: schema)
+            }) else { throw unknown }
             if condition.isComplete {
                 let active = try await recordCommitted(written, Self.activation(migrations, adopted: true), in: store)
                 return try await activated(active, outcome: .adopted, appliedFiles: [], announcing: existing != nil)

@@ -132,7 +132,8 @@ extension TenantLifecycle {
                 _ = try await store.update(row, TenantChange(state: state, level: migrations.currentLevel, lastError: .some(nil), event: .adopted, detail: "reconcile"))
                 finding.detail += "; adopted"
             case .present(let status):
-                finding.detail = "its schema exists but is incomplete (\(status.pending.count) files pending); provision it again"
+                let next = row.slug == nil ? "the next spares fill completes it" : "create the tenant again to complete it"
+                finding.detail = "its schema exists but is incomplete (\(status.pending.count) files pending); \(next)"
                 return finding
             case .absent:
                 finding.detail = "stuck in provisioning; no schema"
