@@ -42,6 +42,20 @@ struct RegistryCommandTests {
         }
     }
 
+    /// An init that cannot create its registry (here: nothing listens at the database URL)
+    /// leaves no registry and no migrations directory behind.
+    @Test func anInitThatFailsLeavesNothingBehind() async throws {
+        try await CLIFixture.run(.sqlite, initialized: false) { cli in
+            let migrations = cli.directory.appendingPathComponent("new-migrations")
+            let result = try await cli.run("init", "--migrations", migrations.path, "--database-url", "postgres://postgres@127.0.0.1:1/postgres")
+            #expect(result.status != 0)
+            #expect(result.stderr.hasPrefix("error: "), "\(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: migrations.path))
+            #expect(!FileManager.default.fileExists(atPath: cli.registryURL.path))
+            #expect(!FileManager.default.fileExists(atPath: cli.registryURL.deletingLastPathComponent().path))
+        }
+    }
+
     @Test(arguments: RegistryKind.allCases)
     func lifecycleCommandsWorkWithoutAUsableMigrationSet(registry: RegistryKind) async throws {
         try await CLIFixture.run(registry) { cli in

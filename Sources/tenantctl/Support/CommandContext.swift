@@ -56,6 +56,10 @@ struct CommandContext {
         _ body: (Tenancy) async throws -> Result
     ) async throws -> Result {
         let database = try options.databaseConfig(connections: connections)
+        if creatingRegistry && checkingConnection {
+            // No registry is created for a database that cannot be reached.
+            try await DatabasePool.withPool(configuration: database, logger: logger) { try await $0.checkConnection() }
+        }
         var configuration = Tenancy.Configuration()
         configuration.registry = try options.registryLocation(database: database)
         configuration.createsRegistry = creatingRegistry
