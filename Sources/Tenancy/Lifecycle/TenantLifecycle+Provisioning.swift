@@ -171,7 +171,9 @@ extension TenantLifecycle {
             let row = try await pool.database(schema: nil).withTransaction { tx in
                 switch mode {
                 case .atomic(let store):
-                    // The row commits with the schema: no other process sees it before.
+                    // The row commits with the schema: no other process sees it before. The lock
+                    // (free: the name is new) tells a settling read when this transaction ended.
+                    _ = try await Provisioner.lock(schema.name, in: tx)
                     _ = try await provisioner.create(schema, in: tx)
                     let row = TenantRecord.new(slug: nil, displayName: nil, schema: schema.name, state: .spare, level: migrations.currentLevel)
                     return try await store.session(in: tx).insert(row, event: .spareCreated, detail: nil)
@@ -231,10 +233,15 @@ extension TenantLifecycle {
             guard let existing else {
                 return try await writer.insert(.new(slug: slug.rawValue, displayName: displayName, schema: schema.name, state: .provisioning), event: .provisioning, detail: nil)
             }
-            // A failed tenant is retried; a row left provisioning by a dead attempt is taken over.
-            return existing.state == .provisioning
-                ? existing
-                : try await writer.update(existing, TenantChange(state: .provisioning, lastError: .some(nil), event: .provisioning, detail: "retry"))
+            // A failed tenant is retried; a row left provisioning by a dead attempt is taken over,
+            // as it was read: one that moved on meanwhile (another process completed it before
+            // this one got the lock) sends this attempt back to read it again.
+            guard existing.state == .provisioning else {
+                return try await writer.update(existing, TenantChange(state: .provisioning, lastError: .some(nil), event: .provisioning, detail: "retry"))
+            }
+            let current = try await self.registry.store.record(id: existing.id)
+            guard current?.generation == existing.generation else { throw TenancyError.concurrentChange(existing, now: current) }
+            return existing
         }
         if migrations.provisionsInStages {
             let store = registry.store
