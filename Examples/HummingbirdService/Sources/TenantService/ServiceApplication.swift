@@ -10,12 +10,13 @@ public import Tenancy
 /// services of one `ServiceGroup` (the client first).
 public enum ServiceApplication {
     /// The router of the service: probes, sign-up, and the tenant routes behind the resolver.
-    /// - Parameter configure: Adds routes of the host's own, behind the error middleware.
     /// - Parameters:
     ///   - metrics: The registry swift-metrics was bootstrapped with, served at `/metrics`.
     ///   - configure: Adds routes of the host's own, behind the error middleware.
+    ///   - configureTenantRoutes: Adds tenant routes of the host's own, behind the resolver.
     public static func makeRouter(tenancy: Tenancy, tenantSource: TenantSource, metrics: PrometheusCollectorRegistry? = nil,
-                                  configure: (Router<AppRequestContext>) -> Void = { _ in }) -> Router<AppRequestContext> {
+                                  configure: (Router<AppRequestContext>) -> Void = { _ in },
+                                  configureTenantRoutes: (RouterGroup<TenantContext>) -> Void = { _ in }) -> Router<AppRequestContext> {
         let router = Router(context: AppRequestContext.self)
         HealthRoutes(tenancy: tenancy).add(to: router)
         if let metrics {
@@ -34,6 +35,7 @@ public enum ServiceApplication {
             .group(context: TenantContext.self)
         AccountRoutes().add(to: tenantRoutes)
         InvoiceRoutes().add(to: tenantRoutes)
+        configureTenantRoutes(tenantRoutes)
         return router
     }
 
@@ -43,12 +45,15 @@ public enum ServiceApplication {
     /// - Parameters:
     ///   - metrics: The registry swift-metrics was bootstrapped with, served at `/metrics`.
     ///   - services: More services to run first, such as the OpenTelemetry exporter.
-    ///   - configure: Adds routes of the host's own (see ``makeRouter(tenancy:tenantSource:metrics:configure:)``).
+    ///   - configure: Adds routes of the host's own (see ``makeRouter(tenancy:tenantSource:metrics:configure:configureTenantRoutes:)``).
+    ///   - configureTenantRoutes: Adds tenant routes of the host's own, behind the resolver.
     public static func make(settings: ServiceSettings, client: PostgresClient, logger: Logger, metrics: PrometheusCollectorRegistry? = nil,
-                            services: [any Service] = [], configure: (Router<AppRequestContext>) -> Void = { _ in }) throws -> some ApplicationProtocol {
+                            services: [any Service] = [], configure: (Router<AppRequestContext>) -> Void = { _ in },
+                            configureTenantRoutes: (RouterGroup<TenantContext>) -> Void = { _ in }) throws -> some ApplicationProtocol {
         let tenancy = try Tenancy(client: client, maximumConnections: settings.maximumConnections, configuration: settings.tenancy, logger: logger)
         var app = Application(
-            router: makeRouter(tenancy: tenancy, tenantSource: settings.tenantSource, metrics: metrics, configure: configure),
+            router: makeRouter(tenancy: tenancy, tenantSource: settings.tenantSource, metrics: metrics, configure: configure,
+                               configureTenantRoutes: configureTenantRoutes),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "tenant-service"),
             logger: logger)
         app.addServices(services)
