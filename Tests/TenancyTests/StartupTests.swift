@@ -55,6 +55,34 @@ struct StartupTests {
         }
     }
 
+    /// A rolling deploy: a replica of the older release onboards a tenant after the fleet was
+    /// migrated. Replicas of the new release that migrate on first request serve it at once,
+    /// migrating it once between them; a tenant whose migration fails is refused, not served.
+    @Test(arguments: StoreKind.allCases)
+    func aReplicaThatMigratesOnFirstRequestServesATenantTheOlderReleaseOnboarded(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let older = try fixture.makeTenancy()
+            for slug in ["acme", "bad"] { try await older.create(slug) }
+            try await older.database(for: "bad").execute("INSERT INTO {{tables.accounts}} (email, balance) VALUES ('o@bad.test', -5)")
+            try fixture.writeMigration("003_positive.sql", Self.positiveBalances)
+            let replicas = try (0..<2).map { _ in try fixture.makeTenancy { $0.directory.migratesTenantsBehindMigrationSet = true } }
+
+            async let first = replicas[0].database(for: "acme").tableExists("accounts")
+            async let second = replicas[1].database(for: "acme").tableExists("accounts")
+            let served = try await (first, second)
+            #expect(served == (true, true))
+            let acme = try #require(try await replicas[0].tenant("acme"))
+            #expect(acme.migrationLevel == replicas[0].currentLevel)
+            let history = try await replicas[0].migrationHistory(for: "acme")
+            #expect(history.filter { $0.filename == "003_positive.sql" }.count == 1)
+            let events = try await replicas[0].registry.events(for: try TenantSlug("acme")).map(\.kind)
+            #expect(events.filter { $0 == .migrated }.count >= 1)
+
+            await #expect { try await replicas[1].database(for: "bad") } throws: { ($0 as? TenancyError)?.code == .migrationPending }
+            #expect(try await replicas[1].tenant("bad")?.migrationLevel != replicas[1].currentLevel)
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func theGateCanBeTurnedOff(store: StoreKind) async throws {
         try await TenancyFixture.run(store) { fixture in

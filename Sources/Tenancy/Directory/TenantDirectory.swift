@@ -37,6 +37,13 @@ public final class TenantDirectory: Sendable {
         /// served within that time of being migrated. Defaults to `true`; it has no effect when
         /// no migration set is loaded.
         public var refusesTenantsBehindMigrationSet: Bool = true
+        /// Instead of refusing a tenant behind the migration set, migrate it on its first
+        /// request (the request waits; other requests for it wait for the same migration) and
+        /// serve it. For rolling deploys, where a replica of the older release can still onboard
+        /// a tenant at the older level after the fleet was migrated. A migration that fails
+        /// refuses the tenant as above and is tried again after ``unconfirmedTimeToLive``.
+        /// Defaults to `false`; it needs ``refusesTenantsBehindMigrationSet``.
+        public var migratesTenantsBehindMigrationSet: Bool = false
 
         public init() {}
     }
@@ -197,10 +204,22 @@ public final class TenantDirectory: Sendable {
         case .active:
             if let migrations, case .behind(let pending) = migrations.standing(of: tenant.migrationLevel) {
                 let at = tenant.migrationLevel.map { "is at \($0.lastFile)" } ?? "has no recorded migration level"
-                return .unavailable(TenancyError(
+                let refusal = TenancyError(
                     code: .migrationPending,
                     message: "tenant \"\(slug)\" \(at), \(pending) files behind this server's migration set; it is served once migrated (tenantctl migrate)",
-                    slug: slug.rawValue))
+                    slug: slug.rawValue)
+                guard configuration.migratesTenantsBehindMigrationSet else { return .unavailable(refusal) }
+                do {
+                    let applied = try await TenantLifecycle.bringUpToDate(record, provisioner: Provisioner(pool: pool, migrations: migrations), store: registry.store)
+                    logger.info("migrated a tenant behind the migration set on its first request", metadata: [
+                        TenancyLoggingKeys.tenantSlug: "\(slug)", TenancyLoggingKeys.tenantSchema: "\(tenant.schema)", "tenancy.applied": "\(applied.joined(separator: ", "))",
+                    ])
+                } catch {
+                    logger.error("a tenant behind the migration set could not be migrated on its first request", metadata: [
+                        TenancyLoggingKeys.tenantSlug: "\(slug)", TenancyLoggingKeys.tenantSchema: "\(tenant.schema)", LoggingKeys.error: "\(error)",
+                    ])
+                    return .unavailable(refusal)
+                }
             }
             var db = pool.database(schema: try SQLIdentifier(tenant.schema))
             db.logger[metadataKey: TenancyLoggingKeys.tenantSlug] = "\(slug)"

@@ -77,8 +77,7 @@ extension TenantLifecycle {
         for spare in try await store.spares(limit: 3) where spare.level != level {
             let applied: [String]
             do {
-                applied = try await provisioner.migrate(try SQLIdentifier(spare.schema)).applied.map(\.filename)
-                if let level { try await store.recordLevel(id: spare.id, level: level, event: .migrated, detail: applied.joined(separator: ", ")) }
+                applied = try await Self.bringUpToDate(spare, provisioner: provisioner, store: store)
             } catch {
                 logger.info("a spare could not be brought up to date; trying the next one", metadata: [
                     TenancyLoggingKeys.tenantSchema: "\(spare.schema)", LoggingKeys.error: "\(error)",
@@ -90,6 +89,20 @@ extension TenantLifecycle {
             }
         }
         return nil
+    }
+
+    /// Applies the files `record`'s schema lacks (each under the schema's migration lock) and
+    /// records the set's level, unless the schema holds files this set does not have: a newer
+    /// release migrated it further and records its own level.
+    /// - Returns: The files applied.
+    static func bringUpToDate(_ record: TenantRecord, provisioner: Provisioner, store: any RegistryStore) async throws -> [String] {
+        let schema = try SQLIdentifier(record.schema)
+        let applied = try await provisioner.migrate(schema).applied.map(\.filename)
+        if let level = provisioner.migrations.currentLevel,
+           try await provisioner.migrations.migrator(for: provisioner.pool.database(schema: schema)).status().missing.isEmpty {
+            try await store.recordLevel(id: record.id, level: level, event: .migrated, detail: applied.joined(separator: ", "))
+        }
+        return applied
     }
 
     private func claimedReport(_ claimed: TenantRecord, appliedFiles: [String]) async throws -> OnboardingReport {
