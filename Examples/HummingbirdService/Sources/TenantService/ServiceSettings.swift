@@ -18,7 +18,8 @@ public struct ServiceSettings: Sendable {
     /// (of `TENANT_DOMAIN`) or `path` (`/t/{tenant}/…`).
     public var tenantSource: TenantSource = .header("X-Tenant")
     /// `TENANCY_STARTUP_MIGRATES` (default `true`) and `TENANCY_FLEET_LOCK_WAIT` in seconds
-    /// (default 30).
+    /// (default 30). `TENANCY_MIGRATES_ON_REQUEST` (default `false`) sets the directory's
+    /// `migratesTenantsBehindMigrationSet` in ``tenancy``.
     public var startup: Tenancy.StartupOptions = .init()
     /// `DATABASE_MAX_CONNECTIONS`, the pool's size (default 20).
     public var maximumConnections: Int = 20
@@ -53,11 +54,16 @@ public struct ServiceSettings: Sendable {
         case "path": settings.tenantSource = .pathParameter("tenant")
         case let other: throw SettingsError("TENANT_FROM=\(other) is not header, subdomain or path")
         }
-        switch value("TENANCY_STARTUP_MIGRATES") ?? "true" {
-        case "true", "1", "yes": settings.startup.migrates = true
-        case "false", "0", "no": settings.startup.migrates = false
-        case let other: throw SettingsError("TENANCY_STARTUP_MIGRATES=\(other) is not true or false")
+        func boolean(_ name: String, default fallback: Bool) throws -> Bool {
+            switch value(name) {
+            case nil: return fallback
+            case "true", "1", "yes": return true
+            case "false", "0", "no": return false
+            case let other?: throw SettingsError("\(name)=\(other) is not true or false")
+            }
         }
+        settings.startup.migrates = try boolean("TENANCY_STARTUP_MIGRATES", default: true)
+        settings.tenancy.directory.migratesTenantsBehindMigrationSet = try boolean("TENANCY_MIGRATES_ON_REQUEST", default: false)
         if let seconds = try integer("TENANCY_FLEET_LOCK_WAIT", in: 0...3600) { settings.startup.fleetLockWait = .seconds(seconds) }
         return settings
     }

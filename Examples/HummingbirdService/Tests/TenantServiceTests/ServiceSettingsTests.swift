@@ -11,8 +11,11 @@ struct ServiceSettingsTests {
         environment["TENANT_DOMAIN"] = "example.com"
         environment["TENANCY_STARTUP_MIGRATES"] = "false"
         environment["TENANCY_FLEET_LOCK_WAIT"] = "45"
+        environment["TENANCY_MIGRATES_ON_REQUEST"] = "yes"
         environment["PORT"] = "9000"
         let settings = try ServiceSettings.fromEnvironment(environment)
+        #expect(settings.tenancy.directory.migratesTenantsBehindMigrationSet)
+        #expect(try ServiceSettings.fromEnvironment(base).tenancy.directory.migratesTenantsBehindMigrationSet == false)
         #expect(settings.tenantSource == .subdomain(of: "example.com"))
         #expect(settings.startup.migrates == false && settings.startup.fleetLockWait == .seconds(45))
         #expect(settings.port == 9000 && settings.tenancy.createsRegistry == false)
@@ -25,6 +28,7 @@ struct ServiceSettingsTests {
         ("PORT", "http", "PORT=http is not a number from 0 to 65535"),
         ("TENANCY_FLEET_LOCK_WAIT", "-1", "TENANCY_FLEET_LOCK_WAIT=-1 is not a number"),
         ("TENANCY_STARTUP_MIGRATES", "maybe", "TENANCY_STARTUP_MIGRATES=maybe is not true or false"),
+        ("TENANCY_MIGRATES_ON_REQUEST", "sometimes", "TENANCY_MIGRATES_ON_REQUEST=sometimes is not true or false"),
     ])
     func aBadSettingIsNamedWithWhatToDo(name: String, value: String, message: String) {
         var environment = base
