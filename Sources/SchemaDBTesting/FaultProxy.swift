@@ -3,8 +3,9 @@ import NIOPosix
 import Synchronization
 
 /// A TCP proxy in front of a PostgreSQL server, for fault tests. It forwards bytes both ways
-/// and, once armed, lets a `COMMIT` through to the server and cuts the client's connection
-/// before the answer comes back: the transaction commits, and the client never hears of it.
+/// and, once armed, lets a `COMMIT` through to the server, waits for the server to finish it,
+/// and closes the connection without passing the answer on: the transaction commits, and the
+/// client never hears of it.
 /// It can also cut every connection and refuse new ones for a while, as a restart would.
 ///
 /// ```swift
@@ -87,8 +88,9 @@ public final class FaultProxy: Sendable {
                 return ClientBootstrap(group: inbound.eventLoop)
                     .connect(host: upstreamHost, port: upstreamPort)
                     .flatMap { outbound in
-                        let fromClient = Relay(peer: outbound, faults: faults, inspectsCommits: true)
-                        let fromServer = Relay(peer: inbound, faults: faults, inspectsCommits: false)
+                        let lostReply = LostReply()
+                        let fromClient = Relay(peer: outbound, faults: faults, lostReply: lostReply, inspectsCommits: true)
+                        let fromServer = Relay(peer: inbound, faults: faults, lostReply: lostReply, inspectsCommits: false)
                         return inbound.pipeline.addHandler(fromClient)
                             .and(outbound.pipeline.addHandler(fromServer))
                             .flatMap { _ in inbound.setOption(.autoRead, value: true) }
@@ -101,15 +103,15 @@ public final class FaultProxy: Sendable {
     }
 
     /// Arms the proxy: the next `COMMIT` sent on a connection that has sent `marker` before
-    /// (any connection when `nil`) reaches the server, and the client's connection is closed
-    /// before the server's answer. Fires once.
+    /// (any connection when `nil`) reaches the server, and once the server has answered, the
+    /// connection is closed without passing the answer on. Fires once.
     public func loseNextCommitReply(after marker: String? = nil) {
         faults.state.withLock { $0.armed = .commit(after: marker) }
     }
 
     /// Arms the proxy: the next message a client sends that contains `text` (a statement run
-    /// outside a transaction, which commits on its own) reaches the server, and the client's
-    /// connection is closed before the server's answer. Fires once.
+    /// outside a transaction, which commits on its own) reaches the server, and once the server
+    /// has answered, the connection is closed without passing the answer on. Fires once.
     public func loseNextReply(toStatementContaining text: String) {
         faults.state.withLock { $0.armed = .statement(containing: text) }
     }
@@ -179,85 +181,70 @@ public final class FaultProxy: Sendable {
         }
     }
 
+    /// One proxied connection's fault, shared by its two relays (both run on one event loop).
+    private final class LostReply: @unchecked Sendable {
+        // @unchecked: touched only on the event loop both channels of the connection share.
+        /// The armed statement went to the server: its answer is swallowed, and the connection
+        /// ends once the server has finished it (ReadyForQuery).
+        var swallowing = false
+    }
+
     /// Forwards what one side reads to the other side.
     private final class Relay: ChannelInboundHandler, @unchecked Sendable {
-        // @unchecked: NIO calls a handler on its channel's event loop only; `sent` and `cut`
+        // @unchecked: NIO calls a handler on its channel's event loop only; `sent` and `tail`
         // are touched there alone, and `peer` is a Channel, which is thread-safe.
         typealias InboundIn = ByteBuffer
 
         let peer: any Channel
         let faults: Faults
+        let lostReply: LostReply
         let inspectsCommits: Bool
         private var sent: [UInt8] = []
-        private var cut = false
+        private var tail: [UInt8] = []
 
-        init(peer: any Channel, faults: Faults, inspectsCommits: Bool) {
+        init(peer: any Channel, faults: Faults, lostReply: LostReply, inspectsCommits: Bool) {
             self.peer = peer
             self.faults = faults
+            self.lostReply = lostReply
             self.inspectsCommits = inspectsCommits
         }
 
+        /// ReadyForQuery: the server has finished what it was sent, committed or not.
+        private static let readyForQuery: [UInt8] = [0x5A, 0, 0, 0, 5]
+
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = Self.unwrapInboundIn(data)
-            guard !cut else { return }
-            if !inspectsCommits, !peer.isActive {
-                // The client was cut: the server's answer ends its side too.
-                if Array(buffer.readableBytesView).containsSubsequence(Self.readyForQuery) { context.close(promise: nil) }
+            if !inspectsCommits {
+                guard lostReply.swallowing else { return peer.writeAndFlush(buffer, promise: nil) }
+                // The answer is lost: once it is complete, both sides of the connection end.
+                let chunk = tail + Array(buffer.readableBytesView)
+                tail = Array(chunk.suffix(Self.readyForQuery.count - 1))
+                if chunk.containsSubsequence(Self.readyForQuery) {
+                    peer.close(promise: nil)
+                    context.close(promise: nil)
+                }
                 return
             }
-            if inspectsCommits {
+            if !lostReply.swallowing {
                 let chunk = Array(buffer.readableBytesView)
                 sent += chunk
-                if let syncSearchStart {
-                    // The statement reached the server; the rest of its messages follow it.
-                    if Array(sent[max(0, syncSearchStart - Self.sync.count)...]).containsSubsequence(Self.sync) {
-                        cutAfter(buffer, context: context)
-                    } else {
-                        peer.writeAndFlush(buffer, promise: nil)
-                    }
-                    return
-                }
                 if faults.cutsAfter(chunk, sent: sent) {
-                    // The statement commits at its Sync, which may come in a later read.
-                    if chunk.containsSubsequence(Self.sync) {
-                        cutAfter(buffer, context: context)
-                    } else {
-                        syncSearchStart = sent.count
-                        peer.writeAndFlush(buffer, promise: nil)
-                        // A simple-protocol query has no Sync: cut it shortly anyway.
-                        let client = context.channel
-                        context.eventLoop.scheduleTask(in: .milliseconds(200)) { client.close(promise: nil) }
+                    lostReply.swallowing = true
+                    // Without an answer within 10 s, the connection ends anyway.
+                    let client = context.channel
+                    let server = peer
+                    context.eventLoop.scheduleTask(in: .seconds(10)) {
+                        client.close(promise: nil)
+                        server.close(promise: nil)
                     }
-                    return
                 }
             }
+            // The rest of the statement's messages (its Sync) follow it to the server.
             peer.writeAndFlush(buffer, promise: nil)
         }
 
-        /// The extended protocol's Sync message, at which a statement outside a transaction commits.
-        private static let sync: [UInt8] = [0x53, 0, 0, 0, 4]
-        private var syncSearchStart: Int?
-
-        /// Forwards `buffer`, the last the server gets, then ends the client's connection before
-        /// the answer. The server's side ends once the server has answered (see `channelRead`):
-        /// closed earlier, with the messages still unread, it could be reset before they commit.
-        private func cutAfter(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
-            cut = true
-            let client = context.channel
-            peer.writeAndFlush(buffer).whenComplete { _ in client.close(promise: nil) }
-        }
-
-        /// ReadyForQuery: the server has finished what it was sent.
-        private static let readyForQuery: [UInt8] = [0x5A, 0, 0, 0, 5]
-
         func channelInactive(context: ChannelHandlerContext) {
-            if cut || syncSearchStart != nil {
-                // The server's side closes at its answer, or after 10 s without one.
-                let server = peer
-                server.eventLoop.scheduleTask(in: .seconds(10)) { server.close(promise: nil) }
-            } else {
-                peer.close(promise: nil)
-            }
+            peer.close(promise: nil)
             context.fireChannelInactive()
         }
 

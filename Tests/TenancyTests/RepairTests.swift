@@ -127,6 +127,27 @@ struct RepairTests {
         }
     }
 
+    /// Settling a write whose answer was lost: one that has not run yet is fenced off (it can
+    /// no longer apply), and one that committed is read back, not fenced.
+    @Test func settlingAWriteInDoubtFencesItOffOrReadsItBack() async throws {
+        try await TenancyFixture.run(.postgres) { fixture in
+            let tenancy = try fixture.makeTenancy()
+            try await tenancy.create("acme")
+            let store = try await tenancy.registry.ready()
+            let row = try #require(try await store.record(slug: "acme"))
+            let settled = try await store.settledRecord(after: row)
+            #expect(settled.fenced)
+            #expect(settled.row?.generation == row.generation + 1 && settled.row?.state == .active && settled.row?.slug == "acme")
+            await #expect { try await store.update(row, TenantChange(state: .suspended, event: .suspended, detail: nil)) } throws: {
+                ($0 as? TenancyError)?.code == .concurrentChange
+            }
+            let current = try #require(settled.row)
+            let suspended = try await store.update(current, TenantChange(state: .suspended, event: .suspended, detail: nil))
+            let committed = try await store.settledRecord(after: current)
+            #expect(!committed.fenced && committed.row?.generation == suspended.generation && committed.row?.state == .suspended)
+        }
+    }
+
     /// The server goes away while a provisioning in stages runs its file outside a
     /// transaction: the tenant is never served half-way, and creating it again once the
     /// server is back completes the schema it left.
