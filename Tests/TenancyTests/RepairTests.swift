@@ -127,6 +127,31 @@ struct RepairTests {
         }
     }
 
+    /// After a lost `COMMIT` answer, what committed is read only once the transaction that
+    /// sent it has ended: the read waits while that transaction holds the provisioning lock,
+    /// and gives up after its bound.
+    @Test func aSettlingReadWaitsForTheProvisioningTransactionToEnd() async throws {
+        try await TenancyFixture.run(.sqlite) { fixture in
+            let tenancy = try fixture.makeTenancy()
+            let provisioner = Provisioner(pool: fixture.pool, migrations: try tenancy.lifecycle.requireMigrations())
+            let schema = fixture.schemaPrefix + "in_flight"
+            let waited = try await fixture.pool.database(schema: nil).withTransaction { tx in
+                #expect(try await Provisioner.lock(schema, in: tx))
+                await #expect { try await provisioner.waitForProvisioning(of: schema, timeout: .milliseconds(200)) } throws: {
+                    ($0 as? SchemaDBError)?.sqlState == "55P03"
+                }
+                let waiting = Task {
+                    let start = ContinuousClock.now
+                    try await provisioner.waitForProvisioning(of: schema)
+                    return ContinuousClock.now - start
+                }
+                try await Task.sleep(for: .milliseconds(500))
+                return waiting
+            }
+            #expect(try await waited.value >= .milliseconds(400))
+        }
+    }
+
     /// Settling a write whose answer was lost: one that has not run yet is fenced off (it can
     /// no longer apply), and one that committed is read back, not fenced.
     @Test func settlingAWriteInDoubtFencesItOffOrReadsItBack() async throws {

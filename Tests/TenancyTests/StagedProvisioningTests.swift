@@ -104,6 +104,7 @@ struct StagedProvisioningTests {
             #expect(try await tenancy.database(for: "acme").tableExists("invoices"))
         }
     }
+
     /// A fill killed half-way leaves spare rows `provisioning` beside an empty or partly
     /// migrated schema. Doctor names them; the next fill completes them, except one whose lock
     /// a live process holds.

@@ -93,14 +93,15 @@ extension TenantLifecycle {
 
     /// Applies the files `record`'s schema lacks (each under the schema's migration lock) and
     /// records the set's level, unless the schema holds files this set does not have: a newer
-    /// release migrated it further and records its own level.
+    /// release migrated it further and records its own level. The `migrated` event is logged
+    /// only by the process that applied files, not by one that found them applied.
     /// - Returns: The files applied.
     static func bringUpToDate(_ record: TenantRecord, provisioner: Provisioner, store: any RegistryStore) async throws -> [String] {
         let schema = try SQLIdentifier(record.schema)
         let applied = try await provisioner.migrate(schema).applied.map(\.filename)
         if let level = provisioner.migrations.currentLevel,
            try await provisioner.migrations.migrator(for: provisioner.pool.database(schema: schema)).status().missing.isEmpty {
-            try await store.recordLevel(id: record.id, level: level, event: .migrated, detail: applied.joined(separator: ", "))
+            try await store.recordLevel(id: record.id, level: level, event: applied.isEmpty ? nil : .migrated, detail: applied.joined(separator: ", "))
         }
         return applied
     }
