@@ -43,12 +43,23 @@ public final class Tenancy: Service, Sendable {
         /// Listen for other processes' changes while running (one connection of the pool).
         /// Defaults to `true`; a short-lived tool that serves no tenant turns it off.
         public var listensForChanges: Bool = true
+        /// How this process connects to placements, by name, when the URL recorded in the
+        /// registry (which holds no password) is not enough. A placement not named here is
+        /// reached at its recorded URL, with the password from `PGPASSWORD` or `~/.pgpass`.
+        public var placementDatabases: [String: DatabaseConfig] = [:]
+        /// Connections of each placement's pool, other than the default placement's.
+        /// Defaults to 8.
+        public var connectionsPerPlacement: Int = 8
+        /// The most connections the pools of the placements other than the default one hold
+        /// together; opening one more pool past it fails. Defaults to 64.
+        public var maximumPlacementConnections: Int = 64
 
         public init() {}
 
         /// The settings `tenantctl` reads, from `environment`: `TENANCY_REGISTRY` (a file or a
-        /// `postgres://` URL), `TENANCY_REGISTRY_SCHEMA`, `TENANCY_SCHEMA_PREFIX` and
-        /// `TENANCY_MIGRATIONS`; the rest keep their defaults.
+        /// `postgres://` URL), `TENANCY_REGISTRY_SCHEMA`, `TENANCY_SCHEMA_PREFIX`,
+        /// `TENANCY_MIGRATIONS` and each `TENANCY_PLACEMENT_<NAME>_URL` (placement `eu-2` from
+        /// `TENANCY_PLACEMENT_EU_2_URL`); the rest keep their defaults.
         /// - Parameter database: The tenants' database: a registry URL naming it shares its pool.
         /// - Throws: As ``RegistryLocation/init(setting:schema:environment:)``.
         public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment, database: DatabaseConfig) throws -> Self {
@@ -60,11 +71,18 @@ public final class Tenancy: Service, Sendable {
             }
             if let prefix = value("TENANCY_SCHEMA_PREFIX") { configuration.schemaPrefix = prefix }
             if let directory = value("TENANCY_MIGRATIONS") { configuration.migrationsDirectory = URL(fileURLWithPath: directory) }
+            for (variable, url) in environment where variable.hasPrefix("TENANCY_PLACEMENT_") && variable.hasSuffix("_URL") && !url.isEmpty {
+                let name = variable.dropFirst("TENANCY_PLACEMENT_".count).dropLast("_URL".count).lowercased().replacingOccurrences(of: "_", with: "-")
+                guard Placement.problem(withName: name) == nil else {
+                    throw TenancyError(code: .invalidArgument, message: "\(variable) does not name a placement; use TENANCY_PLACEMENT_<NAME>_URL with a name like EU_2")
+                }
+                configuration.placementDatabases[name] = try DatabaseConfig(url: url).fillingPassword(from: environment)
+            }
             return configuration
         }
     }
 
-    /// The shared pool.
+    /// The default placement's pool: the database `Tenancy` was built with.
     public let pool: DatabasePool
     /// The tenant registry, for reading.
     public let registry: TenantRegistry
@@ -80,6 +98,7 @@ public final class Tenancy: Service, Sendable {
     public var currentLevel: MigrationLevel? { lifecycle.migrations?.currentLevel }
 
     let lifecycle: TenantLifecycle
+    let placements: PlacementPools
     /// A pool of the registry's own database, owned, when the registry is in another database.
     private let registryPool: DatabasePool?
     private let binding: RegistryBinding
@@ -131,19 +150,28 @@ public final class Tenancy: Service, Sendable {
         let migrations = try configuration.migrationsDirectory.map {
             TenantMigrations(set: try MigrationSet(directory: $0), module: configuration.migrationModule, lockTimeout: configuration.lockTimeout)
         }
+        if configuration.connectionsPerPlacement < 1 || configuration.maximumPlacementConnections < configuration.connectionsPerPlacement {
+            throw TenancyError(code: .invalidArgument, message: "connectionsPerPlacement must be at least 1 and no more than maximumPlacementConnections")
+        }
+        for name in configuration.placementDatabases.keys where name != Placement.defaultName { try Placement.validate(name: name) }
+        let placements = PlacementPools(
+            primary: pool, registry: registry, databases: configuration.placementDatabases.filter { $0.key != Placement.defaultName },
+            connectionsPerPlacement: configuration.connectionsPerPlacement, connectionBound: configuration.maximumPlacementConnections,
+            environment: ProcessInfo.processInfo.environment, logger: logger)
+        self.placements = placements
         let binding = RegistryBinding(registry: registry, pool: pool, schemaPrefix: prefix, migrationModule: configuration.migrationModule, directoryTimeToLive: configuration.directory.timeToLive, logger: logger)
         self.binding = binding
         let directory = TenantDirectory(
-            pool: pool, registry: registry, configuration: configuration.directory, logger: logger,
+            placements: placements, registry: registry, configuration: configuration.directory, logger: logger,
             expectsListener: configuration.listensForChanges, migrations: migrations, prepare: { _ = try await binding.ready() })
         self.directory = directory
         self.lifecycle = TenantLifecycle(
-            pool: pool, registry: registry, migrations: migrations, schemaPrefix: prefix, lockTimeout: configuration.lockTimeout,
+            placements: placements, registry: registry, migrations: migrations, schemaPrefix: prefix, lockTimeout: configuration.lockTimeout,
             logger: logger, evict: { directory.invalidate($0) }, changed: { slugs in
                 directory.invalidate(slugs)
                 await binding.announce(slugs)
             }, ready: { _ = try await binding.ready() })
-        self.fleet = FleetMigrator(pool: pool, registry: registry, migrations: migrations, schemaPrefix: prefix, logger: logger, ready: { _ = try await binding.ready() })
+        self.fleet = FleetMigrator(placements: placements, registry: registry, migrations: migrations, schemaPrefix: prefix, logger: logger, ready: { _ = try await binding.ready() })
     }
 
     /// Runs an owned pool until shutdown (a borrowed one only waits), and listens for the
@@ -151,6 +179,7 @@ public final class Tenancy: Service, Sendable {
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.pool.run() }
+            group.addTask { await self.placements.run() }
             if let registryPool { group.addTask { await registryPool.run() } }
             if configuration.listensForChanges {
                 group.addTask { await cancelWhenGracefulShutdown { await self.listen() } }
@@ -204,18 +233,20 @@ public final class Tenancy: Service, Sendable {
     /// Onboards a tenant: claims a spare schema when one is ready, provisions one otherwise.
     /// Provisioning runs in one PostgreSQL transaction: the tenant is fully provisioned or
     /// untouched.
+    /// - Parameter placement: Where the tenant goes; `nil` (the default) picks the open
+    ///   placement with the fewest tenants for its weight. A tenant that exists stays where it is.
     @discardableResult
-    public func create(_ slug: String, displayName: String? = nil) async throws -> OnboardingReport {
-        try await lifecycle.create(try TenantSlug(slug), displayName: displayName)
+    public func create(_ slug: String, displayName: String? = nil, placement: String? = nil) async throws -> OnboardingReport {
+        try await lifecycle.create(try TenantSlug(slug), displayName: displayName, placement: placement)
     }
 
-    /// Pre-provisions `count` spare schemas, `concurrency` at a time, each with the whole
-    /// migration set applied, so that onboarding claims one with no DDL. Spares an earlier
-    /// fill left half-way (a killed process) are completed first.
-    /// - Returns: Every spare now waiting, oldest first.
+    /// Pre-provisions `count` spare schemas on `placement`, `concurrency` at a time, each with
+    /// the whole migration set applied, so that onboarding claims one with no DDL. Spares an
+    /// earlier fill left half-way there (a killed process) are completed first.
+    /// - Returns: Every spare now waiting on `placement`, oldest first.
     @discardableResult
-    public func fillSpares(count: Int, concurrency: Int = 4) async throws -> [SpareSchema] {
-        try await lifecycle.fillSpares(count: count, concurrency: concurrency)
+    public func fillSpares(count: Int, concurrency: Int = 4, placement: String = Placement.defaultName) async throws -> [SpareSchema] {
+        try await lifecycle.fillSpares(count: count, concurrency: concurrency, placement: placement)
     }
 
     /// Suspends a tenant: every process refuses its handles at once.

@@ -69,7 +69,7 @@ struct ProvisionerTests {
             let slug = try TenantSlug("acme")
             // The crash: the schema committed, the registry never heard of it.
             let store = try await tenancy.registry.ready()
-            let row = try await store.insert(.new(slug: "acme", displayName: nil, schema: fixture.schemaPrefix + "crashed", state: .provisioning), event: .provisioning, detail: nil)
+            let row = try await store.insert(.new(slug: "acme", displayName: nil, schema: fixture.schemaPrefix + "crashed", placement: "default", state: .provisioning), event: .provisioning, detail: nil)
             try await fixture.commitSchema(row.schema, like: tenancy)
             #expect(try await tenancy.registry.tenant(slug: slug)?.state == .provisioning)
 

@@ -30,9 +30,9 @@ struct ReconcileTests {
             try await fixture.pool.database(schema: try SQLIdentifier(edited.schema)).execute(
                 "UPDATE {{tables.schema_migrations}} SET checksum = 'tampered' WHERE filename = '001_accounts.sql'")
             // Two crashed provisionings: one committed its schema, one did not.
-            let committed = try await store.insert(.new(slug: "committed", displayName: nil, schema: prefix + "committed", state: .provisioning), event: .provisioning, detail: nil)
+            let committed = try await store.insert(.new(slug: "committed", displayName: nil, schema: prefix + "committed", placement: "default", state: .provisioning), event: .provisioning, detail: nil)
             try await fixture.commitSchema(committed.schema, like: tenancy)
-            _ = try await store.insert(.new(slug: "vanished", displayName: nil, schema: prefix + "vanished", state: .provisioning), event: .provisioning, detail: nil)
+            _ = try await store.insert(.new(slug: "vanished", displayName: nil, schema: prefix + "vanished", placement: "default", state: .provisioning), event: .provisioning, detail: nil)
 
             let report = try await tenancy.reconcile()
             let kinds = Dictionary(grouping: report.findings, by: \.kind).mapValues { $0.map { $0.slug ?? $0.schema }.sorted() }

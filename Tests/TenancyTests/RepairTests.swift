@@ -215,7 +215,7 @@ struct RepairTests {
             let registry = try await tenancy.registry.ready()
             // What a lost answer left before the repair: a complete schema beside a failed row.
             for slug in ["acme", "globex"] {
-                var row = TenantRecord.new(slug: slug, displayName: nil, schema: fixture.schemaPrefix + slug, state: .failed)
+                var row = TenantRecord.new(slug: slug, displayName: nil, schema: fixture.schemaPrefix + slug, placement: "default", state: .failed)
                 row.lastError = "connection closed"
                 _ = try await registry.insert(row, event: .failed, detail: nil)
                 try await fixture.commitSchema(row.schema, like: tenancy)

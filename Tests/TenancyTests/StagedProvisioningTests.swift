@@ -119,11 +119,11 @@ struct StagedProvisioningTests {
             _ = try await store.update(partlyRow, TenantChange(state: .provisioning, event: .provisioning, detail: nil))
             // A spare killed right after its first stage: the row and an empty schema.
             let empty = older.lifecycle.makeSchemaName()
-            _ = try await store.insert(.new(slug: nil, displayName: nil, schema: empty, state: .provisioning), event: .provisioning, detail: nil)
+            _ = try await store.insert(.new(slug: nil, displayName: nil, schema: empty, placement: "default", state: .provisioning), event: .provisioning, detail: nil)
             try await fixture.pool.database(schema: nil).execute(try SQLTemplate("CREATE SCHEMA \(try SQLIdentifier(empty).quoted)"))
             // A spare whose fill is still running: its lock is held.
             let running = older.lifecycle.makeSchemaName()
-            _ = try await store.insert(.new(slug: nil, displayName: nil, schema: running, state: .provisioning), event: .provisioning, detail: nil)
+            _ = try await store.insert(.new(slug: nil, displayName: nil, schema: running, placement: "default", state: .provisioning), event: .provisioning, detail: nil)
 
             try fixture.writeMigration("003_index.sql", Self.concurrentIndex)
             let tenancy = try fixture.makeTenancy()

@@ -16,7 +16,7 @@ struct TenantDirectoryTests {
             // A pool whose logger keeps metadata, to see what the handles log with.
             let logger = Logger(label: "t", factory: { _ in InMemoryLogHandler() })
             try await TestPostgres.withPool(logger: logger) { pool in
-                let directory = TenantDirectory(pool: pool, registry: tenancy.registry, logger: logger)
+                let directory = TenantDirectory(placements: PlacementPools(primary: pool, registry: tenancy.registry, logger: logger), registry: tenancy.registry, logger: logger)
                 let handles = try await withThrowingTaskGroup(of: String?.self) { group in
                     for _ in 0..<50 { group.addTask { try await directory.database(for: "acme").schema?.name } }
                     return try await group.reduce(into: []) { $0.append($1) }
@@ -58,7 +58,7 @@ struct TenantDirectoryTests {
             for slug in ["t1", "t2", "t3"] { _ = try await tenancy.create(slug) }
             var configuration = TenantDirectory.Configuration()
             configuration.capacity = 2
-            let directory = TenantDirectory(pool: fixture.pool, registry: tenancy.registry, configuration: configuration, logger: Logger(label: "t"))
+            let directory = TenantDirectory(placements: PlacementPools(primary: fixture.pool, registry: tenancy.registry, logger: Logger(label: "t")), registry: tenancy.registry, configuration: configuration, logger: Logger(label: "t"))
             _ = try await directory.database(for: "t1")
             _ = try await directory.database(for: "t2")
             _ = try await directory.database(for: "t1")  // t2 is now the least recently used

@@ -66,7 +66,7 @@ struct TenantRegistryTests {
     func aRowIsInsertedAndChangedWithItsEventsAndAGenerationPerChange(store kind: StoreKind) async throws {
         try await withRegistry(kind) { registry in
             let store = try await registry.ready()
-            let row = try await store.insert(.new(slug: "acme", displayName: "Acme", schema: "tenant_1", state: .provisioning), event: .provisioning, detail: nil)
+            let row = try await store.insert(.new(slug: "acme", displayName: "Acme", schema: "tenant_1", placement: "default", state: .provisioning), event: .provisioning, detail: nil)
             #expect(row.id > 0 && row.generation == 1 && row.state == .provisioning)
             let active = try await store.update(row, TenantChange(state: .active, level: level, event: .provisioned))
             #expect(active.generation == 2)
@@ -82,7 +82,7 @@ struct TenantRegistryTests {
         try await withRegistry(kind) { registry in
             let store = try await registry.ready()
             let read = try await store.update(
-                try await store.insert(.new(slug: "acme", displayName: nil, schema: "tenant_1", state: .provisioning), event: .provisioning, detail: nil),
+                try await store.insert(.new(slug: "acme", displayName: nil, schema: "tenant_1", placement: "default", state: .provisioning), event: .provisioning, detail: nil),
                 TenantChange(state: .active, event: .provisioned))
             // Another process suspends it after this one read it...
             _ = try await store.update(read, TenantChange(state: .suspended, event: .suspended))
@@ -102,15 +102,15 @@ struct TenantRegistryTests {
     func aSlugGivenUpByARenameIsRefusedToOtherTenantsForTheReuseDelay(store kind: StoreKind) async throws {
         try await withRegistry(kind) { registry in
             let store = try await registry.ready()
-            let acme = try await store.insert(.new(slug: "acme", displayName: nil, schema: "tenant_a", state: .active), event: .provisioned, detail: nil)
+            let acme = try await store.insert(.new(slug: "acme", displayName: nil, schema: "tenant_a", placement: "default", state: .active), event: .provisioned, detail: nil)
             let renamed = try await store.update(acme, TenantChange(slug: try TenantSlug("acme-old"), event: .renamed))
             #expect(renamed.slug == "acme-old" && renamed.schema == "tenant_a")
-            await #expect { try await store.insert(.new(slug: "acme", displayName: nil, schema: "tenant_b", state: .provisioning), event: .provisioning, detail: nil) } throws: {
+            await #expect { try await store.insert(.new(slug: "acme", displayName: nil, schema: "tenant_b", placement: "default", state: .provisioning), event: .provisioning, detail: nil) } throws: {
                 ($0 as? TenancyError)?.code == .slugRecentlyReleased && "\($0)".contains("acme")
             }
-            let spare = try await store.insert(.new(slug: nil, displayName: nil, schema: "tenant_s", state: .spare), event: .spareCreated, detail: nil)
+            let spare = try await store.insert(.new(slug: nil, displayName: nil, schema: "tenant_s", placement: "default", state: .spare), event: .spareCreated, detail: nil)
             await #expect {
-                try await store.claimSpare(id: nil, at: nil, slug: try TenantSlug("acme"), displayName: nil, verifyingSchemaExists: false)
+                try await store.claimSpare(id: nil, at: nil, placement: "default", slug: try TenantSlug("acme"), displayName: nil, verifyingSchemaExists: false)
             } throws: { ($0 as? TenancyError)?.code == .slugRecentlyReleased }
             #expect(try await store.record(id: spare.id)?.state == .spare)
             // The tenant that gave the slug up may take it back at once.
@@ -128,15 +128,15 @@ struct TenantRegistryTests {
         try await withRegistry(kind) { registry in
             let store = try await registry.ready()
             let old = MigrationLevel(lastFile: "001_a.sql", setChecksum: "old")
-            let behind = try await store.insert(.new(slug: nil, displayName: nil, schema: "tenant_s1", state: .spare, level: old), event: .spareCreated, detail: nil)
-            let current = try await store.insert(.new(slug: nil, displayName: nil, schema: "tenant_s2", state: .spare, level: level), event: .spareCreated, detail: nil)
-            #expect(try await store.spares(at: level, after: 0, limit: 5).map(\.id) == [current.id])
-            #expect(try await store.spares(at: old, after: 0, limit: 5).map(\.id) == [behind.id])
-            #expect(try await store.spares(at: level, after: current.id, limit: 5).isEmpty)
-            let claimed = try #require(try await store.claimSpare(id: nil, at: level, slug: try TenantSlug("acme"), displayName: "Acme", verifyingSchemaExists: false))
+            let behind = try await store.insert(.new(slug: nil, displayName: nil, schema: "tenant_s1", placement: "default", state: .spare, level: old), event: .spareCreated, detail: nil)
+            let current = try await store.insert(.new(slug: nil, displayName: nil, schema: "tenant_s2", placement: "default", state: .spare, level: level), event: .spareCreated, detail: nil)
+            #expect(try await store.spares(at: level, placement: "default", after: 0, limit: 5).map(\.id) == [current.id])
+            #expect(try await store.spares(at: old, placement: "default", after: 0, limit: 5).map(\.id) == [behind.id])
+            #expect(try await store.spares(at: level, placement: "default", after: current.id, limit: 5).isEmpty)
+            let claimed = try #require(try await store.claimSpare(id: nil, at: level, placement: "default", slug: try TenantSlug("acme"), displayName: "Acme", verifyingSchemaExists: false))
             #expect(claimed.id == current.id && claimed.state == .active && claimed.slug == "acme" && claimed.displayName == "Acme")
-            #expect(try await store.claimSpare(id: nil, at: level, slug: try TenantSlug("globex"), displayName: nil, verifyingSchemaExists: false) == nil)
-            #expect(try await store.claimSpare(id: behind.id, at: level, slug: try TenantSlug("globex"), displayName: nil, verifyingSchemaExists: false) == nil)
+            #expect(try await store.claimSpare(id: nil, at: level, placement: "default", slug: try TenantSlug("globex"), displayName: nil, verifyingSchemaExists: false) == nil)
+            #expect(try await store.claimSpare(id: behind.id, at: level, placement: "default", slug: try TenantSlug("globex"), displayName: nil, verifyingSchemaExists: false) == nil)
             #expect(try await registry.spares().map(\.schema) == ["tenant_s1"])
             #expect(try await registry.countByState() == [.active: 1, .spare: 1])
             #expect(try await registry.events(for: try TenantSlug("acme")).map(\.kind) == [.claimed, .spareCreated])
@@ -150,12 +150,12 @@ struct TenantRegistryTests {
             let registries = try (0..<8).map { _ in try fixture.openRegistry() }
             let store = try await registries[0].ready()
             for index in 0..<5 {
-                _ = try await store.insert(.new(slug: nil, displayName: nil, schema: "\(fixture.schemaPrefix)s\(index)", state: .spare, level: level), event: .spareCreated, detail: nil)
+                _ = try await store.insert(.new(slug: nil, displayName: nil, schema: "\(fixture.schemaPrefix)s\(index)", placement: "default", state: .spare, level: level), event: .spareCreated, detail: nil)
             }
             let claims = try await withThrowingTaskGroup(of: TenantRecord?.self) { group in
                 for (index, registry) in registries.enumerated() {
                     group.addTask {
-                        try await registry.ready().claimSpare(id: nil, at: level, slug: try TenantSlug("tenant-\(index)"), displayName: nil, verifyingSchemaExists: false)
+                        try await registry.ready().claimSpare(id: nil, at: level, placement: "default", slug: try TenantSlug("tenant-\(index)"), displayName: nil, verifyingSchemaExists: false)
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
@@ -173,7 +173,7 @@ struct TenantRegistryTests {
         try await withRegistry(kind) { registry in
             let store = try await registry.ready()
             for name in ["gamma", "alpha", "beta"] {
-                _ = try await store.insert(.new(slug: name, displayName: nil, schema: "tenant_\(name)", state: name == "beta" ? .provisioning : .active), event: .provisioning, detail: nil)
+                _ = try await store.insert(.new(slug: name, displayName: nil, schema: "tenant_\(name)", placement: "default", state: name == "beta" ? .provisioning : .active), event: .provisioning, detail: nil)
             }
             #expect(try await registry.tenants().map(\.slug.rawValue) == ["alpha", "beta", "gamma"])
             #expect(try await registry.tenants(in: .active).map(\.slug.rawValue) == ["alpha", "gamma"])
@@ -263,9 +263,10 @@ struct TenantRegistryTests {
         try firstFormat.migrate(try DatabaseQueue(path: path))
         let registry = try TenantRegistry(path: path)
         let info = try await registry.info()
-        #expect(info.formatVersion == 2 && info.id.count == 16)
+        #expect(info.formatVersion == 3 && info.id.count == 16)
         let acme = try #require(try await registry.tenant(slug: try TenantSlug("acme")))
-        #expect(acme.state == .active && acme.generation == 1)
+        #expect(acme.state == .active && acme.generation == 1 && acme.placement == "default")
+        #expect(try await registry.placements().map(\.name) == ["default"])
         #expect(try await registry.events(for: acme.slug).map(\.kind) == [.provisioned])
     }
 
@@ -280,7 +281,7 @@ struct TenantRegistryTests {
         #expect(registries.count == 6)
         let store = try #require(registries[0].store as? SQLiteRegistryStore)
         #expect(try await store.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") } == "wal")
-        _ = try await registries[1].ready().insert(.new(slug: "shared", displayName: nil, schema: "tenant_x", state: .provisioning), event: .provisioning, detail: nil)
+        _ = try await registries[1].ready().insert(.new(slug: "shared", displayName: nil, schema: "tenant_x", placement: "default", state: .provisioning), event: .provisioning, detail: nil)
         #expect(try await registries[2].tenant(slug: try TenantSlug("shared"))?.schema == "tenant_x")
         for suffix in ["", "-wal", "-shm", ".lock"] {
             let mode = try FileManager.default.attributesOfItem(atPath: path + suffix)[.posixPermissions] as? Int
@@ -298,10 +299,10 @@ struct TenantRegistryTests {
     func copyingARegistryKeepsEveryRowEventRunAndItsID(from source: StoreKind, to target: StoreKind) async throws {
         try await withRegistry(source) { from in
             let store = try await from.ready()
-            let acme = try await store.insert(.new(slug: "acme", displayName: "Acme", schema: "tenant_a", state: .provisioning), event: .provisioning, detail: nil)
+            let acme = try await store.insert(.new(slug: "acme", displayName: "Acme", schema: "tenant_a", placement: "default", state: .provisioning), event: .provisioning, detail: nil)
             let active = try await store.update(acme, TenantChange(state: .active, level: level, event: .provisioned))
             _ = try await store.update(active, TenantChange(slug: try TenantSlug("acme-inc"), event: .renamed, detail: "acme → acme-inc"))
-            _ = try await store.insert(.new(slug: nil, displayName: nil, schema: "tenant_s", state: .spare, level: level), event: .spareCreated, detail: nil)
+            _ = try await store.insert(.new(slug: nil, displayName: nil, schema: "tenant_s", placement: "default", state: .spare, level: level), event: .spareCreated, detail: nil)
             let run = try await store.beginFleetRun(tenantIDs: [acme.id], target: level, parameters: "{}")
             _ = try await store.startFleetItem(runID: run, tenantID: acme.id)
             try await store.finishFleetItem(runID: run, tenantID: acme.id, status: .succeeded, error: nil, durationMilliseconds: 5, filesApplied: ["002_b.sql"], level: level)
@@ -321,10 +322,10 @@ struct TenantRegistryTests {
                 #expect(try await to.fleetRun(id: run)?.counts.succeeded == 1)
                 // The slug cool-down travels with the registry, and new rows get fresh ids.
                 let toStore = try await to.ready()
-                await #expect { try await toStore.insert(.new(slug: "acme", displayName: nil, schema: "tenant_b", state: .provisioning), event: .provisioning, detail: nil) } throws: {
+                await #expect { try await toStore.insert(.new(slug: "acme", displayName: nil, schema: "tenant_b", placement: "default", state: .provisioning), event: .provisioning, detail: nil) } throws: {
                     ($0 as? TenancyError)?.code == .slugRecentlyReleased
                 }
-                let next = try await toStore.insert(.new(slug: "globex", displayName: nil, schema: "tenant_g", state: .provisioning), event: .provisioning, detail: nil)
+                let next = try await toStore.insert(.new(slug: "globex", displayName: nil, schema: "tenant_g", placement: "default", state: .provisioning), event: .provisioning, detail: nil)
                 #expect(next.id > acme.id + 1)
                 // A registry that is not empty is never overwritten.
                 await #expect { try await from.copy(to: to) } throws: { ($0 as? TenancyError)?.code == .invalidArgument }

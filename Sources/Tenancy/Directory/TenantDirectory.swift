@@ -3,7 +3,8 @@ import Metrics
 public import SchemaDB
 import Synchronization
 
-/// Hands out tenant-scoped database handles, all over the one shared pool.
+/// Hands out tenant-scoped database handles, each over the pool of its tenant's placement
+/// (one shared pool per PostgreSQL database).
 ///
 /// Handles are kept in a bounded LRU cache. Concurrent misses for one tenant read the registry
 /// once (single flight). A hit takes one lock and a dictionary lookup: no allocation of a pool
@@ -71,7 +72,7 @@ public final class TenantDirectory: Sendable {
         case down
     }
 
-    private let pool: DatabasePool
+    private let placements: PlacementPools
     private let registry: TenantRegistry
     private let migrations: TenantMigrations?
     private let configuration: Configuration
@@ -88,9 +89,9 @@ public final class TenantDirectory: Sendable {
     ///   - prepare: Checks the registry before the first load.
     ///   - migrations: The migration set tenants must be at (see
     ///     ``Configuration/refusesTenantsBehindMigrationSet``).
-    init(pool: DatabasePool, registry: TenantRegistry, configuration: Configuration = .init(), logger: Logger,
+    init(placements: PlacementPools, registry: TenantRegistry, configuration: Configuration = .init(), logger: Logger,
          expectsListener: Bool = false, migrations: TenantMigrations? = nil, prepare: (@Sendable () async throws -> Void)? = nil) {
-        self.pool = pool
+        self.placements = placements
         self.registry = registry
         self.migrations = configuration.refusesTenantsBehindMigrationSet ? migrations : nil
         self.configuration = configuration
@@ -202,6 +203,17 @@ public final class TenantDirectory: Sendable {
         }
         switch tenant.state {
         case .active:
+            // A placement that is down or changed refuses its own tenants only; the refusal is
+            // kept as briefly as a pending migration's, so the tenant is served once it is back.
+            let pool: DatabasePool
+            do {
+                pool = try await placements.pool(for: tenant.placement)
+            } catch let error as TenancyError {
+                var refusal = error
+                refusal.slug = slug.rawValue
+                refusal.message = "tenant \"\(slug)\" is not served: \(error.message)"
+                return .unavailable(refusal)
+            }
             if let migrations, case .behind(let pending) = migrations.standing(of: tenant.migrationLevel) {
                 let at = tenant.migrationLevel.map { "is at \($0.lastFile)" } ?? "has no recorded migration level"
                 let refusal = TenancyError(
@@ -225,6 +237,7 @@ public final class TenantDirectory: Sendable {
             db.logger[metadataKey: TenancyLoggingKeys.tenantSlug] = "\(slug)"
             db.logger[metadataKey: TenancyLoggingKeys.tenantID] = "\(tenant.id)"
             db.logger[metadataKey: TenancyLoggingKeys.tenantSchema] = "\(tenant.schema)"
+            if tenant.placement != Placement.defaultName { db.logger[metadataKey: TenancyLoggingKeys.placement] = "\(tenant.placement)" }
             db.spanAttributes["tenant.slug"] = slug.rawValue
             return .active(db)
         case .suspended:
@@ -250,7 +263,7 @@ extension TenantDirectory.Entry {
     /// A refusal that lifts without a change announcement (a migration records a level and
     /// announces nothing): trusted for a short time only.
     var isProvisional: Bool {
-        if case .unavailable(let error) = self { return error.code == .migrationPending }
+        if case .unavailable(let error) = self { return [.migrationPending, .placementUnreachable, .placementMismatch, .placementNotFound].contains(error.code) }
         return false
     }
 }

@@ -11,6 +11,7 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
             case registryFailed, registryBusy, registryNotFound, registryTooNew, registryMismatch
             case databaseFailed, migrationFailed, migrationPending, migrationSetUnavailable
             case fleetLocked, fleetRunNotFound, fleetRunInterrupted, invalidArgument
+            case placementNotFound, placementExists, placementUnreachable, placementMismatch
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -67,6 +68,16 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
         public static let fleetRunInterrupted = Self(.fleetRunInterrupted)
         /// An option or argument is out of range.
         public static let invalidArgument = Self(.invalidArgument)
+        /// The registry has no placement with this name.
+        public static let placementNotFound = Self(.placementNotFound)
+        /// A placement with this name, or of this database, is already in the registry.
+        public static let placementExists = Self(.placementExists)
+        /// A placement's database cannot be reached, or its pool cannot be opened: only the
+        /// tenants placed there are refused.
+        public static let placementUnreachable = Self(.placementUnreachable)
+        /// A placement's URL now leads to another database than the one recorded when it was
+        /// added: nothing is done there.
+        public static let placementMismatch = Self(.placementMismatch)
 
         public var description: String { base.rawValue }
     }
@@ -121,6 +132,15 @@ extension TenancyError {
             code: .slugRecentlyReleased,
             message: "the slug \"\(slug)\" was given up by another tenant's rename moments ago and is free again in \(seconds) s, once no server can still route it to that tenant; wait, or choose another slug",
             slug: slug)
+    }
+
+    static func placementNotFound(_ name: String) -> Self {
+        Self(code: .placementNotFound, message: "no placement \"\(name.debugDescriptionEscaped)\"; list them with `tenantctl placements list`, or add it with `tenantctl placements add`")
+    }
+
+    static func placementExists(_ name: String, identity: DatabaseIdentity? = nil) -> Self {
+        Self(code: .placementExists, message: identity.map { "\($0) is already a placement; each database can be one placement only" }
+             ?? "placement \"\(name)\" already exists; choose another name")
     }
 
     static func concurrentChange(_ record: TenantRecord, now current: TenantRecord?) -> Self {

@@ -10,8 +10,11 @@ import Tracing
 /// concurrency and a durable ledger in the registry.
 ///
 /// Each tenant migrates in one transaction under its own (schema, module) advisory lock, with a
-/// lock timeout so one busy tenant cannot stall the fleet. A fleet lock keeps a second run
-/// over the same fleet (schema prefix and module) in the same database out. Failed tenants are rolled back and the run goes on, unless
+/// lock timeout so one busy tenant cannot stall the fleet. A fleet lock in the default
+/// placement's database keeps a second run over the same fleet (schema prefix and module) out.
+/// Tenants on several placements migrate side by side, each placement within its own
+/// concurrency: a placement that is down fails only its own tenants, at once, and a resume
+/// picks them up. Failed tenants are rolled back and the run goes on, unless
 /// ``Options/maxFailures`` is exceeded or a canary fails. A run that stops early (a signal, a
 /// crash, an abort) is resumed with ``resume(runID:options:stop:progress:)``, which retries only
 /// its failed and unstarted tenants.
@@ -27,9 +30,12 @@ public struct FleetMigrator: Sendable {
 
     /// Fleet run settings. Every one has a default.
     public struct Options: Sendable, Hashable {
-        /// Tenants migrated at once. Defaults to 4; never more than the pool's connections
-        /// minus the one holding the fleet lock.
+        /// Tenants migrated at once, over every placement. Defaults to 4; on the default
+        /// placement never more than its pool's connections minus the one holding the fleet lock.
         public var concurrency: Int = 4
+        /// Tenants migrated at once on one placement; `nil` (the default) allows
+        /// ``concurrency`` on each. Never more than the placement pool's connections.
+        public var concurrencyPerPlacement: Int? = nil
         /// Migrate the first `canary` tenants one at a time and abort the run if any fails.
         /// Defaults to 0 (no canary).
         public var canary: Int = 0
@@ -45,7 +51,7 @@ public struct FleetMigrator: Sendable {
         public init() {}
     }
 
-    private let pool: DatabasePool
+    private let placements: PlacementPools
     private let registry: TenantRegistry
     private let migrations: TenantMigrations?
     private let schemaPrefix: String
@@ -55,9 +61,12 @@ public struct FleetMigrator: Sendable {
     private let failedCounter = Counter(label: "tenancy_fleet_tenants_failed")
     private let tenantTimer = Metrics.Timer(label: "tenancy_fleet_tenant_duration")
 
-    init(pool: DatabasePool, registry: TenantRegistry, migrations: TenantMigrations?, schemaPrefix: String, logger: Logger,
+    /// The default placement's pool: the fleet lock's.
+    private var pool: DatabasePool { placements.primary }
+
+    init(placements: PlacementPools, registry: TenantRegistry, migrations: TenantMigrations?, schemaPrefix: String, logger: Logger,
          ready: @escaping @Sendable () async throws -> Void) {
-        self.pool = pool
+        self.placements = placements
         self.registry = registry
         self.migrations = migrations
         self.schemaPrefix = schemaPrefix
@@ -88,9 +97,9 @@ public struct FleetMigrator: Sendable {
     }
 
     private func planEntry(_ candidate: TenantRecord, migrations: TenantMigrations) async -> FleetPlan.Entry {
-        var entry = FleetPlan.Entry(slug: candidate.slug, schema: candidate.schema, state: candidate.state, pending: [], problem: nil)
+        var entry = FleetPlan.Entry(slug: candidate.slug, schema: candidate.schema, placement: candidate.placement, state: candidate.state, pending: [], problem: nil)
         do {
-            let db = pool.database(schema: try SQLIdentifier(candidate.schema))
+            let db = try await placements.pool(for: candidate.placement).database(schema: try SQLIdentifier(candidate.schema))
             guard try await db.schemaExists() else {
                 entry.problem = "its schema does not exist; run doctor"
                 return entry
@@ -225,10 +234,11 @@ public struct FleetMigrator: Sendable {
 
     private func drive(runID: Int64, tenantIDs: [Int64], width: Int, options: Options, migrations: TenantMigrations, stop: FleetStop, progress: (@Sendable (FleetProgress) -> Void)?) async throws -> FleetReport {
         let tally = Mutex(Tally())
+        let outages = PlacementOutages()
         let start = ContinuousClock.now
         let migrate: @Sendable (Int64) async throws -> Void = { id in
             guard !stop.isStopped, tally.withLock({ $0.abortReason == nil }) else { return }
-            let item = try await self.migrate(tenantID: id, runID: runID, options: options, migrations: migrations, stop: stop)
+            let item = try await self.migrate(tenantID: id, runID: runID, options: options, migrations: migrations, stop: stop, outages: outages)
             let snapshot = tally.withLock { tally in
                 switch item.status {
                 case .succeeded: tally.succeeded += 1
@@ -253,7 +263,7 @@ public struct FleetMigrator: Sendable {
                     tally.withLock { $0.abortReason = "a canary tenant failed" }
                 }
             }
-            _ = try await forEachConcurrently(tenantIDs.dropFirst(canaries.count), width: width, migrate)
+            try await migrateByPlacement(Array(tenantIDs.dropFirst(canaries.count)), width: width, options: options, migrate)
         } catch {
             // The registry could not record a tenant: the run cannot go on without its ledger.
             try? await registry.store.finishFleetRun(id: runID, status: .interrupted, error: "\(error)")
@@ -280,11 +290,57 @@ public struct FleetMigrator: Sendable {
         return try await report(runID)
     }
 
+    /// Runs `migrate` for every tenant, the tenants of each placement side by side with the
+    /// others': within `width` in total, and within the placement's own concurrency. After a
+    /// registry failure no more tenants of that placement start, the ones running finish, and
+    /// the failure is thrown.
+    private func migrateByPlacement(_ tenantIDs: [Int64], width: Int, options: Options, _ migrate: @escaping @Sendable (Int64) async throws -> Void) async throws {
+        let placementOf = Dictionary(try await registry.store.records(in: nil).map { ($0.id, $0.placement) }, uniquingKeysWith: { first, _ in first })
+        var groups: [String: [Int64]] = [:]
+        var order: [String] = []
+        for id in tenantIDs {
+            let placement = placementOf[id] ?? Placement.defaultName
+            if groups[placement] == nil { order.append(placement) }
+            groups[placement, default: []].append(id)
+        }
+        let gate = AsyncGate(width: width)
+        var widths: [String: Int] = [:]
+        for placement in order { widths[placement] = await placementWidth(placement, options: options, total: width, shares: order.count) }
+        let failures = await withTaskGroup(of: (any Error)?.self) { group in
+            for placement in order {
+                let (ids, placementWidth) = (groups[placement] ?? [], widths[placement] ?? 1)
+                group.addTask {
+                    do {
+                        _ = try await forEachConcurrently(ids, width: placementWidth) { id in try await gate.withPermit { try await migrate(id) } }
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            var failures: [any Error] = []
+            for await failure in group { if let failure { failures.append(failure) } }
+            return failures
+        }
+        if let first = failures.first { throw first }
+    }
+
+    /// How many tenants of `placement` migrate at once: the per-placement concurrency (by
+    /// default an even share of the total, so that a slow placement cannot hold every slot),
+    /// within its pool (less the fleet lock's connection on the default placement).
+    private func placementWidth(_ placement: String, options: Options, total: Int, shares: Int) async -> Int {
+        let wanted = min(total, options.concurrencyPerPlacement ?? max(1, (total + shares - 1) / shares))
+        guard placement != Placement.defaultName else { return wanted }
+        // A placement that cannot be opened fails its tenants at once, one at a time.
+        guard let pool = try? await placements.pool(for: placement) else { return 1 }
+        return max(1, min(wanted, pool.connectionLimit ?? wanted))
+    }
+
     /// Migrates one tenant and records the outcome. Database failures become a failed item;
     /// registry failures are thrown.
-    private func migrate(tenantID: Int64, runID: Int64, options: Options, migrations: TenantMigrations, stop: FleetStop) async throws -> FleetRunItem {
+    private func migrate(tenantID: Int64, runID: Int64, options: Options, migrations: TenantMigrations, stop: FleetStop, outages: PlacementOutages) async throws -> FleetRunItem {
         try await withSpan("tenancy.fleet.migrate") { span in
-            let item = try await migrateUntraced(tenantID: tenantID, runID: runID, options: options, migrations: migrations, stop: stop)
+            let item = try await migrateUntraced(tenantID: tenantID, runID: runID, options: options, migrations: migrations, stop: stop, outages: outages)
             if let slug = item.slug { span.attributes["tenant.slug"] = slug }
             span.attributes["db.namespace"] = item.schema
             span.attributes["tenancy.fleet.item_status"] = item.status.rawValue
@@ -294,7 +350,7 @@ public struct FleetMigrator: Sendable {
         }
     }
 
-    private func migrateUntraced(tenantID: Int64, runID: Int64, options: Options, migrations: TenantMigrations, stop: FleetStop) async throws -> FleetRunItem {
+    private func migrateUntraced(tenantID: Int64, runID: Int64, options: Options, migrations: TenantMigrations, stop: FleetStop, outages: PlacementOutages) async throws -> FleetRunItem {
         let start = ContinuousClock.now
         var item = FleetRunItem(tenantID: tenantID, slug: nil, schema: "", position: 0, status: .skipped, attempts: 0,
                                 error: nil, durationMilliseconds: nil, filesApplied: [], startedAt: Date(), finishedAt: nil)
@@ -303,9 +359,12 @@ public struct FleetMigrator: Sendable {
         (item.position, item.attempts) = (started.position, started.attempts)
         if let tenant = started.tenant {
             (item.slug, item.schema) = (tenant.slug, tenant.schema)
-            if tenant.state.hasSchema {
+            if let outage = outages.outage(of: tenant.placement) {
+                item.status = .failed
+                item.error = outage
+            } else if tenant.state.hasSchema {
                 do {
-                    let db = pool.database(schema: try SQLIdentifier(tenant.schema))
+                    let db = try await placements.pool(for: tenant.placement).database(schema: try SQLIdentifier(tenant.schema))
                     let report = try await migrations.migrator(for: db, lockTimeout: options.tenantLockTimeout).apply()
                     item.filesApplied = report.applied.map(\.filename)
                     item.status = item.filesApplied.isEmpty ? .skipped : .succeeded
@@ -314,9 +373,18 @@ public struct FleetMigrator: Sendable {
                     item.status = .failed
                     item.error = error.message + (error.hint.map { "; hint: \($0)" } ?? "")
                     if error.code == .connectionFailed {
-                        // Not this tenant's fault: the server went away. The rest wait for a resume.
-                        stop.stop(reason: "the connection to the database was lost")
+                        if tenant.placement == Placement.defaultName {
+                            // Not this tenant's fault: the server went away. The rest wait for a resume.
+                            stop.stop(reason: "the connection to the database was lost")
+                        } else {
+                            // Only this placement's tenants are affected; they fail at once from now on.
+                            outages.record(tenant.placement, "placement \"\(tenant.placement)\" went away during the run: \(error.message)")
+                        }
                     }
+                } catch let error as TenancyError where [.placementUnreachable, .placementMismatch, .placementNotFound].contains(error.code) {
+                    item.status = .failed
+                    item.error = error.message
+                    outages.record(tenant.placement, error.message)
                 } catch {
                     item.status = .failed
                     item.error = "\(error)"
@@ -473,5 +541,19 @@ public struct FleetMigrator: Sendable {
         let value = Parameters(tenants: tenants, concurrency: options.concurrency, canary: options.canary, maxFailures: options.maxFailures,
                                tenantLockTimeoutMs: options.tenantLockTimeout.wholeMilliseconds)
         return String(decoding: (try? encoder.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+}
+
+/// The placements found down during one fleet run: their remaining tenants fail at once, and
+/// a resume retries them.
+final class PlacementOutages: Sendable {
+    private let outages = Mutex<[String: String]>([:])
+
+    func record(_ placement: String, _ reason: String) {
+        outages.withLock { if $0[placement] == nil { $0[placement] = reason } }
+    }
+
+    func outage(of placement: String) -> String? {
+        outages.withLock { $0[placement] }
     }
 }

@@ -122,6 +122,8 @@ public struct FleetPlan: Sendable, Hashable, Codable {
         /// The tenant's slug; `nil` for a spare schema.
         public var slug: String?
         public var schema: String
+        /// The placement the schema lives in.
+        public var placement: String
         public var state: TenantState
         /// Files that would run, in order.
         public var pending: [String]

@@ -24,6 +24,9 @@ public struct ReconcileReport: Sendable, Hashable, Codable {
         case unknownFiles = "unknown_files"
         /// A registry migration level that disagrees with the schema's tracking table.
         case staleLevel = "stale_level"
+        /// A placement that cannot be reached, or leads to another database than the one
+        /// recorded: its rows were not checked.
+        case unavailablePlacement = "unavailable_placement"
     }
 
     /// One disagreement.
@@ -57,7 +60,28 @@ extension TenantLifecycle {
         let migrations = try requireMigrations()
         try await ready()
         let store = registry.store
-        let rows = try await store.records(in: nil)
+        let rowsByPlacement = Dictionary(grouping: try await store.records(in: nil), by: \.placement)
+        var findings: [ReconcileReport.Finding] = []
+        let names = Set(rowsByPlacement.keys).union(try await store.placements().map(\.name))
+        for name in names.sorted() {
+            let rows = rowsByPlacement[name] ?? []
+            let site: Site
+            do {
+                site = try await self.site(name)
+            } catch let error as TenancyError where [.placementUnreachable, .placementMismatch, .placementNotFound].contains(error.code) {
+                findings.append(.init(kind: .unavailablePlacement, slug: nil, schema: "",
+                                      detail: "\(error.message); its \(rows.count) rows were not checked", fixed: false))
+                continue
+            }
+            findings += try await reconcile(rows, on: site, fix: fix, concurrency: concurrency, migrations: migrations)
+        }
+        return ReconcileReport(findings: findings.sorted { ($0.kind.rawValue, $0.schema, $0.detail) < ($1.kind.rawValue, $1.schema, $1.detail) })
+    }
+
+    /// Reconciles the rows placed on `site` with the schemas there.
+    private func reconcile(_ rows: [TenantRecord], on site: Site, fix: Bool, concurrency: Int, migrations: TenantMigrations) async throws -> [ReconcileReport.Finding] {
+        let store = registry.store
+        let pool = site.pool
         let existing = Set(try await pool.database(schema: nil).fetchAll(
             "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", schemaPrefix, as: String.self))
         var findings: [ReconcileReport.Finding] = []
@@ -74,9 +98,9 @@ extension TenantLifecycle {
             let exists = existing.contains(row.schema)
             switch row.state {
             case .provisioning:
-                findings.append(try await settleStuck(row, kind: .stuckProvisioning, fix: fix, migrations: migrations))
+                findings.append(try await settleStuck(row, on: pool, kind: .stuckProvisioning, fix: fix, migrations: migrations))
             case .failed where exists:
-                findings.append(try await settleStuck(row, kind: .failedWithSchema, fix: fix, migrations: migrations))
+                findings.append(try await settleStuck(row, on: pool, kind: .failedWithSchema, fix: fix, migrations: migrations))
             case .deleting:
                 var finding = ReconcileReport.Finding(kind: .unfinishedDeletion, slug: row.slug, schema: row.schema, detail: "a drop did not finish", fixed: false)
                 if exists {
@@ -106,13 +130,13 @@ extension TenantLifecycle {
             }
         }
         let width = max(1, min(concurrency, pool.connectionLimit ?? concurrency))
-        findings += try await forEachConcurrently(toInspect, width: width) { try await self.inspect($0, fix: fix, migrations: migrations) }.flatMap { $0 }
-        return ReconcileReport(findings: findings.sorted { ($0.kind.rawValue, $0.schema) < ($1.kind.rawValue, $1.schema) })
+        findings += try await forEachConcurrently(toInspect, width: width) { try await self.inspect($0, on: pool, fix: fix, migrations: migrations) }.flatMap { $0 }
+        return findings
     }
 
     /// A row in `provisioning` (or `failed` with a schema): adopted when its schema is complete,
     /// settled when there is no schema, left alone while a provisioning holds its lock.
-    private func settleStuck(_ row: TenantRecord, kind: ReconcileReport.Kind, fix: Bool, migrations: TenantMigrations) async throws -> ReconcileReport.Finding {
+    private func settleStuck(_ row: TenantRecord, on pool: DatabasePool, kind: ReconcileReport.Kind, fix: Bool, migrations: TenantMigrations) async throws -> ReconcileReport.Finding {
         let provisioner = Provisioner(pool: pool, migrations: migrations)
         let schema = try SQLIdentifier(row.schema)
         let store = registry.store
@@ -153,7 +177,7 @@ extension TenantLifecycle {
         return finding
     }
 
-    private func inspect(_ row: TenantRecord, fix: Bool, migrations: TenantMigrations) async throws -> [ReconcileReport.Finding] {
+    private func inspect(_ row: TenantRecord, on pool: DatabasePool, fix: Bool, migrations: TenantMigrations) async throws -> [ReconcileReport.Finding] {
         let status = try await migrations.migrator(for: pool.database(schema: try SQLIdentifier(row.schema))).status()
         var findings: [ReconcileReport.Finding] = status.changed.map {
             .init(kind: .changedFile, slug: row.slug, schema: row.schema,

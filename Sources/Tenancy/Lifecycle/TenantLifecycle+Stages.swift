@@ -31,9 +31,9 @@ extension TenantLifecycle {
     /// its final state. A failure drops the incomplete schema and rolls the row back; when
     /// the outcome cannot be known (a lost connection), the row stays `provisioning` and the
     /// next attempt completes the schema.
-    func provisionInStages(_ schema: SQLIdentifier, target: StagedTarget, mode: Mode, migrations: TenantMigrations) async throws -> StagedOutcome {
-        let provisioner = Provisioner(pool: pool, migrations: migrations)
-        return try await pool.database(schema: nil).withConnection { session in
+    func provisionInStages(_ schema: SQLIdentifier, target: StagedTarget, site: Site, migrations: TenantMigrations) async throws -> StagedOutcome {
+        let provisioner = Provisioner(pool: site.pool, migrations: migrations)
+        return try await site.pool.database(schema: nil).withConnection { session in
             // Checked when the lease ends: a session lock left behind closes the connection.
             session.markForeignSQL()
             guard try await Provisioner.lock(schema.name, on: session) else {
@@ -44,12 +44,12 @@ extension TenantLifecycle {
             var adopted = false
             do {
                 written = try await session.withTransaction { tx in
-                    let writer: any RegistryWriter = switch mode {
+                    let writer: any RegistryWriter = switch site.mode {
                     case .atomic(let store): try store.session(in: tx)
                     case .stepwise(let store): store
                     }
                     let row = try await target.write(writer)
-                    if case .stepwise = mode { writtenBeforeCommit = row }
+                    if case .stepwise = site.mode { writtenBeforeCommit = row }
                     switch try await provisioner.condition(of: schema, on: tx) {
                     case .absent:
                         try await provisioner.createEmpty(schema, in: tx)
@@ -72,7 +72,7 @@ extension TenantLifecycle {
             guard let written else { preconditionFailure("the first stage returns its row") }
             do {
                 let report = try await provisioner.migrate(schema, on: session)
-                let completed: TenantRecord = switch mode {
+                let completed: TenantRecord = switch site.mode {
                 case .atomic(let store): try await session.withTransaction { tx in try await store.session(in: tx).update(written, target.completion(adopted)) }
                 case .stepwise(let store): try await recordCommitted(written, target.completion(adopted), in: store)
                 }
@@ -80,7 +80,7 @@ extension TenantLifecycle {
                 return .completed(completed, appliedFiles: report.applied.map(\.filename), adopted: adopted)
             } catch {
                 do {
-                    let outcome = try await settleFailedStages(schema, written: written, target: target, migrations: migrations, error: error)
+                    let outcome = try await settleFailedStages(schema, site: site, written: written, target: target, migrations: migrations, error: error)
                     try? await Provisioner.unlock(schema.name, on: session)
                     return outcome
                 } catch {
@@ -93,9 +93,9 @@ extension TenantLifecycle {
 
     /// After a stage that threw, still holding the lock: completes the row if every file went
     /// in after all (a lost reply), and otherwise drops the schema and rolls the row back.
-    private func settleFailedStages(_ schema: SQLIdentifier, written: TenantRecord, target: StagedTarget, migrations: TenantMigrations, error: any Error) async throws -> StagedOutcome {
+    private func settleFailedStages(_ schema: SQLIdentifier, site: Site, written: TenantRecord, target: StagedTarget, migrations: TenantMigrations, error: any Error) async throws -> StagedOutcome {
         let store = registry.store
-        let provisioner = Provisioner(pool: pool, migrations: migrations)
+        let provisioner = Provisioner(pool: site.pool, migrations: migrations)
         let read: (Provisioner.SchemaCondition, TenantRecord?)? = try? await settling {
             // A lost session still runs its last file until the server notices: wait for its lock.
             if Self.isConnectionLoss(error) { try await provisioner.waitForProvisioning(of: schema.name) }
@@ -114,7 +114,7 @@ extension TenantLifecycle {
             return .completed(completed, appliedFiles: [], adopted: true)
         }
         do {
-            try await pool.database(schema: nil).withTransaction { tx in try await Provisioner.drop(schema, in: tx, lockTimeout: lockTimeout) }
+            try await site.pool.database(schema: nil).withTransaction { tx in try await Provisioner.drop(schema, in: tx, lockTimeout: lockTimeout) }
         } catch let dropError {
             throw TenancyError(
                 code: .databaseFailed,

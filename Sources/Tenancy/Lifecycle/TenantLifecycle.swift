@@ -11,7 +11,7 @@ import SchemaDB
 /// The slugs each change touched are announced, so every process's directory evicts them, and
 /// this process's directory forgets them at once.
 struct TenantLifecycle: Sendable {
-    let pool: DatabasePool
+    let placements: PlacementPools
     let registry: TenantRegistry
     let migrations: TenantMigrations?
     let schemaPrefix: String
@@ -42,10 +42,19 @@ struct TenantLifecycle: Sendable {
         case stepwise(any RegistryStore)
     }
 
-    func mode() async throws -> Mode {
+    /// Where a change's DDL runs: the pool of a placement, and how the registry's writes meet it.
+    struct Site {
+        let placement: String
+        let pool: DatabasePool
+        let mode: Mode
+    }
+
+    /// The site of `placement`. Only a registry on the placement's own pool commits with its DDL.
+    func site(_ placement: String) async throws -> Site {
         try await ready()
-        if let store = registry.store as? PostgresRegistryStore, store.isColocated(with: pool) { return .atomic(store) }
-        return .stepwise(registry.store)
+        let pool = try await placements.pool(for: placement)
+        if let store = registry.store as? PostgresRegistryStore, store.isColocated(with: pool) { return Site(placement: placement, pool: pool, mode: .atomic(store)) }
+        return Site(placement: placement, pool: pool, mode: .stepwise(registry.store))
     }
 
     func requireMigrations() throws -> TenantMigrations {
@@ -113,7 +122,8 @@ struct TenantLifecycle: Sendable {
         var record = try await record(slug)
         // A delete that already finished (run again after an interruption) has nothing left to do.
         if record.state == .deleted { return try record.requireTenant() }
-        let mode = try await mode()
+        let site = try await site(record.placement)
+        let pool = site.pool
         let previous = record.state
         if previous != .deleting {
             try Self.checkMove(record, to: .deleting)
@@ -124,7 +134,7 @@ struct TenantLifecycle: Sendable {
         let finished = TenantChange(state: .deleted, lastError: .some(nil), event: .deleted)
         do {
             let deleted: TenantRecord
-            switch mode {
+            switch site.mode {
             case .atomic(let store):
                 deleted = try await pool.database(schema: nil).withTransaction { tx in
                     try await Provisioner.drop(schema, in: tx, lockTimeout: lockTimeout)
@@ -138,13 +148,13 @@ struct TenantLifecycle: Sendable {
             logger.info("tenant deleted", metadata: [TenancyLoggingKeys.tenantSlug: "\(slug)", TenancyLoggingKeys.tenantSchema: "\(record.schema)"])
             return try deleted.requireTenant()
         } catch {
-            return try await settleFailedDrop(record, previous: previous, schema: schema, error: error)
+            return try await settleFailedDrop(record, previous: previous, schema: schema, on: pool, error: error)
         }
     }
 
     /// After a drop that threw: finishes it if the schema is gone after all (a lost reply), or
     /// puts the tenant back in `previous`, or leaves it `deleting` when nothing can be known.
-    private func settleFailedDrop(_ record: TenantRecord, previous: TenantState, schema: SQLIdentifier, error: any Error) async throws -> Tenant {
+    private func settleFailedDrop(_ record: TenantRecord, previous: TenantState, schema: SQLIdentifier, on pool: DatabasePool, error: any Error) async throws -> Tenant {
         let store = registry.store
         let slug = record.slug ?? record.schema
         let read: (TenantRecord?, Bool)? = try? await settling { (try await store.record(id: record.id), try await pool.database(schema: schema).schemaExists()) }

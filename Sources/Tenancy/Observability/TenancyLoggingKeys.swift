@@ -10,6 +10,8 @@ public enum TenancyLoggingKeys {
     public static let tenantSchema: Logger.Metadata.Key = "tenant.schema"
     /// The `LISTEN`/`NOTIFY` channel of the registry's change announcements.
     public static let notificationChannel: Logger.Metadata.Key = "tenancy.channel"
+    /// The tenant's placement, when it is not the default one.
+    public static let placement: Logger.Metadata.Key = "tenant.placement"
     /// A fleet run's id.
     public static let fleetRun: Logger.Metadata.Key = "fleet.run"
 }

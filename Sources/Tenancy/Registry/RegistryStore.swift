@@ -35,11 +35,24 @@ protocol RegistryStore: RegistryWriter {
     /// Every row in `states` (every row when `nil`): tenants in slug order, then spares by id.
     func records(in states: Set<TenantState>?) async throws -> [TenantRecord]
     func countByState() async throws -> [TenantState: Int]
-    /// Spares, oldest first.
-    func spares(limit: Int?) async throws -> [TenantRecord]
-    /// Spares at `level` whose id is above `id`, oldest first.
-    func spares(at level: MigrationLevel?, after id: Int64, limit: Int) async throws -> [TenantRecord]
+    /// Spares (on `placement`, or on every placement when `nil`), oldest first.
+    func spares(limit: Int?, placement: String?) async throws -> [TenantRecord]
+    /// Spares on `placement` at `level` whose id is above `id`, oldest first.
+    func spares(at level: MigrationLevel?, placement: String, after id: Int64, limit: Int) async throws -> [TenantRecord]
     func events(tenantID: Int64, limit: Int) async throws -> [TenantEvent]
+
+    // MARK: Placements
+
+    /// Every placement: `default` first, then by name.
+    func placements() async throws -> [Placement]
+    /// Adds a placement.
+    /// - Throws: ``TenancyError/Code/placementExists`` when its name or its database is taken.
+    func insertPlacement(_ placement: Placement) async throws
+    /// Changes a placement's state or weight and returns it.
+    /// - Throws: ``TenancyError/Code/placementNotFound``.
+    func updatePlacement(_ name: String, state: Placement.State?, weight: Int?) async throws -> Placement
+    /// The rows on each placement by state, deleted rows left out.
+    func countByPlacement() async throws -> [String: PlacementCounts]
 
     // MARK: Fleet ledger
 
@@ -81,12 +94,12 @@ protocol RegistryWriter: Sendable {
     ///   rename, as ``insert(_:event:detail:)`` for the new slug.
     func update(_ record: TenantRecord, _ change: TenantChange) async throws -> TenantRecord
 
-    /// Hands a spare at `level` to `slug` in one transaction: the spare `id`, or else the
-    /// oldest. Concurrent claimers never get the same spare.
+    /// Hands a spare on `placement` at `level` to `slug` in one transaction: the spare `id`,
+    /// or else the oldest. Concurrent claimers never get the same spare.
     /// - Parameter verifyingSchemaExists: Skip spares whose schema is gone. Only for a
     ///   registry in the tenants' own database.
     /// - Returns: The claimed row, or `nil` when no spare is at `level`.
-    func claimSpare(id: Int64?, at level: MigrationLevel?, slug: TenantSlug, displayName: String?, verifyingSchemaExists: Bool) async throws -> TenantRecord?
+    func claimSpare(id: Int64?, at level: MigrationLevel?, placement: String, slug: TenantSlug, displayName: String?, verifyingSchemaExists: Bool) async throws -> TenantRecord?
 
     /// Deletes a row that left nothing behind (a spare whose provisioning never committed),
     /// if it is still at `record.generation`.
@@ -118,6 +131,7 @@ struct RegistrySnapshot: Sendable {
     }
 
     var info: RegistryInfo
+    var placements: [Placement]
     var tenants: [TenantRecord]
     var events: [Event]
     var releasedSlugs: [ReleasedSlug]

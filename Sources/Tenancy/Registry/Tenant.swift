@@ -10,7 +10,8 @@ public struct Tenant: Sendable, Hashable, Codable {
     public var displayName: String?
     /// The PostgreSQL schema holding the tenant's tables. Chosen by the provisioner; opaque.
     public var schema: String
-    /// Which database the schema lives in. One database for now: `default`.
+    /// The ``Placement`` (PostgreSQL database) the schema lives in; `default` is the database
+    /// ``Tenancy`` was built with.
     public var placement: String
     /// The lifecycle state.
     public var state: TenantState
@@ -33,6 +34,8 @@ public struct SpareSchema: Sendable, Hashable, Codable {
     public var id: Int64
     /// The schema.
     public var schema: String
+    /// The ``Placement`` the schema lives in.
+    public var placement: String
     /// How far the schema is migrated.
     public var migrationLevel: MigrationLevel?
     /// When it was provisioned.

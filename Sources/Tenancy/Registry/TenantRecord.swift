@@ -16,9 +16,9 @@ struct TenantRecord: Sendable, Hashable {
     var lastError: String?
 
     /// A row to insert: `id` and `generation` are assigned by the store.
-    static func new(slug: String?, displayName: String?, schema: String, state: TenantState, level: MigrationLevel? = nil, now: Date = Date()) -> Self {
+    static func new(slug: String?, displayName: String?, schema: String, placement: String, state: TenantState, level: MigrationLevel? = nil, now: Date = Date()) -> Self {
         TenantRecord(
-            id: 0, slug: slug, displayName: displayName, schema: schema, placement: "default", state: state, generation: 1,
+            id: 0, slug: slug, displayName: displayName, schema: schema, placement: placement, state: state, generation: 1,
             migrationFile: level?.lastFile, migrationChecksum: level?.setChecksum, createdAt: now, updatedAt: now, lastError: nil)
     }
 
@@ -42,7 +42,7 @@ struct TenantRecord: Sendable, Hashable {
     }
 
     var spare: SpareSchema {
-        SpareSchema(id: id, schema: schema, migrationLevel: level, createdAt: createdAt)
+        SpareSchema(id: id, schema: schema, placement: placement, migrationLevel: level, createdAt: createdAt)
     }
 
     /// How messages name the row: `tenant "acme"` or `spare schema tenant_8f…`.

@@ -94,9 +94,22 @@ public final class TenantRegistry: Sendable {
         try await ready().countByState()
     }
 
-    /// Unclaimed spare schemas, oldest (claimed next) first.
-    public func spares() async throws -> [SpareSchema] {
-        try await ready().spares(limit: nil).map(\.spare)
+    /// Unclaimed spare schemas on `placement` (on every placement when `nil`), oldest
+    /// (claimed next) first.
+    public func spares(on placement: String? = nil) async throws -> [SpareSchema] {
+        try await ready().spares(limit: nil, placement: placement).map(\.spare)
+    }
+
+    // MARK: - Placements
+
+    /// Every placement: `default` first, then by name.
+    public func placements() async throws -> [Placement] {
+        try await ready().placements()
+    }
+
+    /// The tenants and spares on each placement, by state; deleted tenants are left out.
+    public func countByPlacement() async throws -> [String: PlacementCounts] {
+        try await ready().countByPlacement()
     }
 
     /// The tenant's events, newest first.

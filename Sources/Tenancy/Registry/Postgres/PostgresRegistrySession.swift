@@ -65,12 +65,12 @@ struct PostgresRegistrySession: RegistryWriter {
         }
     }
 
-    func claimSpare(id: Int64?, at level: MigrationLevel?, slug: TenantSlug, displayName: String?, verifyingSchemaExists: Bool) async throws -> TenantRecord? {
+    func claimSpare(id: Int64?, at level: MigrationLevel?, placement: String, slug: TenantSlug, displayName: String?, verifyingSchemaExists: Bool) async throws -> TenantRecord? {
         try await translating {
             let sql = try SQLTemplate("""
                 WITH spare AS (
                     SELECT id FROM {{tables.tenants}}
-                    WHERE state = 'spare' AND migration_file IS NOT DISTINCT FROM $3 AND migration_checksum IS NOT DISTINCT FROM $4
+                    WHERE state = 'spare' AND placement = $9 AND migration_file IS NOT DISTINCT FROM $3 AND migration_checksum IS NOT DISTINCT FROM $4
                         AND ($7::bigint IS NULL OR id = $7) AND (NOT $8 OR EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = schema_name))
                         AND NOT \(Self.recentlyReleased(slug: 1, tenant: 6, seconds: 5))
                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
@@ -84,7 +84,7 @@ struct PostgresRegistrySession: RegistryWriter {
                 SELECT claimed.* FROM claimed
                 """)
             let rows = try await db.fetchAll(
-                sql, slug.rawValue, displayName, level?.lastFile, level?.setChecksum, reuseDelaySeconds, Int64?.none, id, verifyingSchemaExists)
+                sql, slug.rawValue, displayName, level?.lastFile, level?.setChecksum, reuseDelaySeconds, Int64?.none, id, verifyingSchemaExists, placement)
             if let row = rows.first { return try TenantRecord(postgresRow: row) }
             if let reason = try await slugProblem(slug.rawValue, for: nil) { throw reason }
             return nil

@@ -165,7 +165,7 @@ extension PostgresRegistryStore {
                         error: error, counts: .init())
                 }
                 let items = try await tx.fetchAll(try Self.selectingItems("ORDER BY i.run_id, i.position")).map(Self.item(from:))
-                return RegistrySnapshot(info: info, tenants: tenants, events: events, releasedSlugs: released, runs: runs, items: items)
+                return RegistrySnapshot(info: info, placements: try await Self.placements(tx), tenants: tenants, events: events, releasedSlugs: released, runs: runs, items: items)
             }
         }
     }
@@ -180,6 +180,7 @@ extension PostgresRegistryStore {
                 guard used == 0 else {
                     throw TenancyError(code: .invalidArgument, message: "the registry \(location) is not empty; copy into a new registry")
                 }
+                for placement in snapshot.placements { try await Self.insert(placement, tx) }
                 try await tx.copyRows(
                     into: "tenants",
                     columns: ["id", "slug", "display_name", "schema_name", "placement", "state", "generation", "migration_file", "migration_checksum", "created_at", "updated_at", "last_error"],

@@ -68,6 +68,23 @@ extension PostgresRegistryStore {
                 CREATE INDEX fleet_run_items_status ON {{tables.fleet_run_items}} (run_id, status, position);
                 """
             ),
+            (
+                "002_placements.sql",
+                """
+                CREATE TABLE {{tables.placements}} (
+                    name text PRIMARY KEY,
+                    url text,
+                    system_identifier text,
+                    database_name text,
+                    weight integer NOT NULL DEFAULT 1 CHECK (weight >= 1),
+                    state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'draining')),
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (system_identifier, database_name)
+                );
+                INSERT INTO {{tables.placements}} (name) VALUES ('default');
+                CREATE INDEX tenants_placement ON {{tables.tenants}} (placement, state);
+                """
+            ),
         ]
         // The files are constants of this module: a failure here is a programming error.
         return MigrationSet(files: files.map { try! MigrationFile(filename: $0.0, content: $0.1) })

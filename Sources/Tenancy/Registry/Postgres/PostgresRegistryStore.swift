@@ -161,20 +161,20 @@ final class PostgresRegistryStore: RegistryStore {
         }
     }
 
-    func spares(limit: Int?) async throws -> [TenantRecord] {
+    func spares(limit: Int?, placement: String?) async throws -> [TenantRecord] {
         try await translating("be read") {
             try await handle.fetchAll(
-                try TenantRecord.selectingPostgres("WHERE state = 'spare' ORDER BY id LIMIT $1"), limit
+                try TenantRecord.selectingPostgres("WHERE state = 'spare' AND ($2::text IS NULL OR placement = $2) ORDER BY id LIMIT $1"), limit, placement
             ).map(TenantRecord.init(postgresRow:))
         }
     }
 
-    func spares(at level: MigrationLevel?, after id: Int64, limit: Int) async throws -> [TenantRecord] {
+    func spares(at level: MigrationLevel?, placement: String, after id: Int64, limit: Int) async throws -> [TenantRecord] {
         try await translating("be read") {
             try await handle.fetchAll(
                 try TenantRecord.selectingPostgres(
-                    "WHERE state = 'spare' AND id > $1 AND migration_file IS NOT DISTINCT FROM $2 AND migration_checksum IS NOT DISTINCT FROM $3 ORDER BY id LIMIT $4"),
-                id, level?.lastFile, level?.setChecksum, limit
+                    "WHERE state = 'spare' AND placement = $5 AND id > $1 AND migration_file IS NOT DISTINCT FROM $2 AND migration_checksum IS NOT DISTINCT FROM $3 ORDER BY id LIMIT $4"),
+                id, level?.lastFile, level?.setChecksum, limit, placement
             ).map(TenantRecord.init(postgresRow:))
         }
     }
@@ -199,9 +199,9 @@ final class PostgresRegistryStore: RegistryStore {
         try await translating("be written") { try await autocommit().update(record, change) }
     }
 
-    func claimSpare(id: Int64?, at level: MigrationLevel?, slug: TenantSlug, displayName: String?, verifyingSchemaExists: Bool) async throws -> TenantRecord? {
+    func claimSpare(id: Int64?, at level: MigrationLevel?, placement: String, slug: TenantSlug, displayName: String?, verifyingSchemaExists: Bool) async throws -> TenantRecord? {
         try await translating("be written") {
-            try await autocommit().claimSpare(id: id, at: level, slug: slug, displayName: displayName, verifyingSchemaExists: verifyingSchemaExists)
+            try await autocommit().claimSpare(id: id, at: level, placement: placement, slug: slug, displayName: displayName, verifyingSchemaExists: verifyingSchemaExists)
         }
     }
 

@@ -115,6 +115,7 @@ extension SQLiteRegistryStore {
                 }
             return RegistrySnapshot(
                 info: info,
+                placements: try Self.placements(db),
                 tenants: try TenantRecord.order(TenantRecord.Columns.id).fetchAll(db),
                 events: try TenantEventRecord.order(TenantEventRecord.Columns.id).fetchAll(db).map {
                     .init(id: $0.id ?? 0, tenantID: $0.tenantID, at: $0.at, kind: $0.kind, detail: $0.detail)
@@ -130,6 +131,7 @@ extension SQLiteRegistryStore {
             guard try TenantRecord.fetchCount(db) == 0, try FleetRunRecord.fetchCount(db) == 0 else {
                 throw TenancyError(code: .invalidArgument, message: "the registry \(location) is not empty; copy into a new registry")
             }
+            for placement in snapshot.placements { try Self.insert(placement, db) }
             for tenant in snapshot.tenants { try tenant.insert(db) }
             for event in snapshot.events {
                 try TenantEventRecord(id: event.id, tenantID: event.tenantID, at: event.at, kind: event.kind, detail: event.detail).insert(db)

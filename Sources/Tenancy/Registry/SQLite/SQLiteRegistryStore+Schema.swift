@@ -73,6 +73,22 @@ extension SQLiteRegistryStore {
                 RegistryMeta.slugReuseDelay, String(RegistryMeta.defaultSlugReuseDelay.wholeMilliseconds),
             ])
         }
+        migrator.registerMigration("v3: placements") { db in
+            try db.execute(sql: """
+                CREATE TABLE placements (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    url TEXT,
+                    system_identifier TEXT,
+                    database_name TEXT,
+                    weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 1),
+                    state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'draining')),
+                    created_at REAL NOT NULL,
+                    UNIQUE (system_identifier, database_name)
+                );
+                CREATE INDEX tenants_placement ON tenants (placement, state);
+                """)
+            try db.execute(sql: "INSERT INTO placements (name, created_at) VALUES (?, ?)", arguments: [Placement.defaultName, Date().timeIntervalSince1970])
+        }
         return migrator
     }
 }

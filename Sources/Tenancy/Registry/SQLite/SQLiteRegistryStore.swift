@@ -164,17 +164,18 @@ final class SQLiteRegistryStore: RegistryStore {
         }
     }
 
-    func spares(limit: Int?) async throws -> [TenantRecord] {
+    func spares(limit: Int?, placement: String?) async throws -> [TenantRecord] {
         try await read { db in
-            let request = TenantRecord.filter(TenantRecord.Columns.state == TenantState.spare.rawValue).order(TenantRecord.Columns.id)
+            var request = TenantRecord.filter(TenantRecord.Columns.state == TenantState.spare.rawValue).order(TenantRecord.Columns.id)
+            if let placement { request = request.filter(TenantRecord.Columns.placement == placement) }
             return try (limit.map { request.limit($0) } ?? request).fetchAll(db)
         }
     }
 
-    func spares(at level: MigrationLevel?, after id: Int64, limit: Int) async throws -> [TenantRecord] {
+    func spares(at level: MigrationLevel?, placement: String, after id: Int64, limit: Int) async throws -> [TenantRecord] {
         try await read { db in
             try TenantRecord.filter(
-                TenantRecord.Columns.state == TenantState.spare.rawValue && TenantRecord.Columns.id > id
+                TenantRecord.Columns.state == TenantState.spare.rawValue && TenantRecord.Columns.id > id && TenantRecord.Columns.placement == placement
                     && TenantRecord.Columns.migrationFile == level?.lastFile && TenantRecord.Columns.migrationChecksum == level?.setChecksum)
                 .order(TenantRecord.Columns.id).limit(limit).fetchAll(db)
         }
@@ -216,13 +217,13 @@ final class SQLiteRegistryStore: RegistryStore {
         }
     }
 
-    func claimSpare(id: Int64?, at level: MigrationLevel?, slug: TenantSlug, displayName: String?, verifyingSchemaExists: Bool) async throws -> TenantRecord? {
+    func claimSpare(id: Int64?, at level: MigrationLevel?, placement: String, slug: TenantSlug, displayName: String?, verifyingSchemaExists: Bool) async throws -> TenantRecord? {
         precondition(!verifyingSchemaExists, "a SQLite registry cannot see the tenants' schemas")
         let now = Date()
         return try await write { db in
             try Self.checkSlugIsFree(db, slug.rawValue, for: nil, at: now)
             var spares = TenantRecord.filter(
-                TenantRecord.Columns.state == TenantState.spare.rawValue
+                TenantRecord.Columns.state == TenantState.spare.rawValue && TenantRecord.Columns.placement == placement
                     && TenantRecord.Columns.migrationFile == level?.lastFile && TenantRecord.Columns.migrationChecksum == level?.setChecksum)
             if let id { spares = spares.filter(TenantRecord.Columns.id == id) }
             guard let spare = try spares.order(TenantRecord.Columns.id).fetchOne(db) else { return nil }
