@@ -71,14 +71,25 @@ public final class Tenancy: Service, Sendable {
             }
             if let prefix = value("TENANCY_SCHEMA_PREFIX") { configuration.schemaPrefix = prefix }
             if let directory = value("TENANCY_MIGRATIONS") { configuration.migrationsDirectory = URL(fileURLWithPath: directory) }
+            configuration.placementDatabases = try placementDatabases(from: environment)
+            return configuration
+        }
+
+        /// The placements' databases that `environment` names, one `TENANCY_PLACEMENT_<NAME>_URL`
+        /// each (placement `eu-2` from `TENANCY_PLACEMENT_EU_2_URL`); a URL without a password
+        /// takes it from `PGPASSWORD` or the password file.
+        /// - Throws: ``TenancyError`` with code ``TenancyError/Code/invalidArgument`` for a
+        ///   variable that names no valid placement; `SchemaDBError` for a URL that cannot be used.
+        public static func placementDatabases(from environment: [String: String]) throws -> [String: DatabaseConfig] {
+            var databases: [String: DatabaseConfig] = [:]
             for (variable, url) in environment where variable.hasPrefix("TENANCY_PLACEMENT_") && variable.hasSuffix("_URL") && !url.isEmpty {
                 let name = variable.dropFirst("TENANCY_PLACEMENT_".count).dropLast("_URL".count).lowercased().replacingOccurrences(of: "_", with: "-")
-                guard Placement.problem(withName: name) == nil else {
+                guard Placement.problem(withName: name) == nil, name != Placement.defaultName else {
                     throw TenancyError(code: .invalidArgument, message: "\(variable) does not name a placement; use TENANCY_PLACEMENT_<NAME>_URL with a name like EU_2")
                 }
-                configuration.placementDatabases[name] = try DatabaseConfig(url: url).fillingPassword(from: environment)
+                databases[name] = try DatabaseConfig(url: url).fillingPassword(from: environment)
             }
-            return configuration
+            return databases
         }
     }
 

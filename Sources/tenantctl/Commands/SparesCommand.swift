@@ -11,17 +11,18 @@ struct SparesCommand: AsyncParsableCommand {
 
     struct SpareView: Encodable {
         var schema: String
+        var placement: String
         @Nullable var migrationLevel: String?
         var upToDate: Bool
         var createdAt: Date
     }
 
     static func emit(_ spares: [SpareSchema], _ context: CommandContext, current: MigrationLevel?) {
-        let views = spares.map { SpareView(schema: $0.schema, migrationLevel: $0.migrationLevel?.lastFile, upToDate: $0.migrationLevel == current, createdAt: $0.createdAt) }
+        let views = spares.map { SpareView(schema: $0.schema, placement: $0.placement, migrationLevel: $0.migrationLevel?.lastFile, upToDate: $0.migrationLevel == current, createdAt: $0.createdAt) }
         context.output.emit(views) {
             guard !views.isEmpty else { return "no spares" }
-            var table = TextTable("schema", "migration", "created")
-            for view in views { table.add(view.schema, (view.migrationLevel ?? "-") + (view.upToDate ? "" : " (behind)"), Output.format(view.createdAt)) }
+            var table = TextTable("schema", "placement", "migration", "created")
+            for view in views { table.add(view.schema, view.placement, (view.migrationLevel ?? "-") + (view.upToDate ? "" : " (behind)"), Output.format(view.createdAt)) }
             return table.render() + "\n\n\(views.count) spares"
         }
     }
@@ -31,6 +32,7 @@ struct SparesCommand: AsyncParsableCommand {
 
         @Argument(help: "How many spares to add.") var count: Int
         @Option(parsing: .unconditional, help: "Spares provisioned at once.") var concurrency: Int = 4
+        @Option(help: "The placement to provision them on.") var placement: String = Placement.defaultName
         @OptionGroup var options: GlobalOptions
 
         func run() async throws {
@@ -38,7 +40,7 @@ struct SparesCommand: AsyncParsableCommand {
             guard (1...256).contains(concurrency) else { throw UsageError("--concurrency must be from 1 to 256, not \(concurrency)") }
             let context = try CommandContext(options)
             let (spares, current) = try await context.withTenancy(connections: concurrency) { tenancy in
-                (try await tenancy.fillSpares(count: count, concurrency: concurrency), tenancy.currentLevel)
+                (try await tenancy.fillSpares(count: count, concurrency: concurrency, placement: placement), tenancy.currentLevel)
             }
             SparesCommand.emit(spares, context, current: current)
         }

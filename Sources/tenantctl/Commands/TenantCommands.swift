@@ -10,6 +10,8 @@ struct CreateCommand: AsyncParsableCommand {
 
     @Argument(help: "2-50 lowercase letters, digits and '-', starting with a letter.") var slug: String
     @Option(help: "A display name.") var name: String?
+    @Option(help: "The placement (database) to put a new tenant on; by default the open placement with the fewest tenants for its weight.")
+    var placement: String?
     @OptionGroup var options: GlobalOptions
 
     struct Created: Encodable {
@@ -34,7 +36,7 @@ struct CreateCommand: AsyncParsableCommand {
         let context = try CommandContext(options)
         let created = try await context.withTenancy { tenancy in
             let start = ContinuousClock.now
-            let report = try await tenancy.create(slug.rawValue, displayName: name)
+            let report = try await tenancy.create(slug.rawValue, displayName: name, placement: placement)
             let elapsed = ContinuousClock.now - start
             return Created(tenant: TenantView(report.tenant, current: tenancy.currentLevel), outcome: report.outcome.rawValue,
                            appliedFiles: report.appliedFiles, durationMs: Int(elapsed.wholeMilliseconds))
@@ -46,7 +48,8 @@ struct CreateCommand: AsyncParsableCommand {
             case "adopted": "adopted the schema of an interrupted attempt"
             default: "already active, nothing changed"
             }
-            return "tenant \(created.tenant.slug) is \(created.tenant.status) in schema \(created.tenant.schema) (\(how), \(Output.format(milliseconds: created.durationMs)))"
+            let placed = created.tenant.placement == Placement.defaultName ? "" : " on placement \(created.tenant.placement)"
+            return "tenant \(created.tenant.slug) is \(created.tenant.status) in schema \(created.tenant.schema)\(placed) (\(how), \(Output.format(milliseconds: created.durationMs)))"
         }
     }
 }
@@ -138,6 +141,7 @@ struct ShowCommand: AsyncParsableCommand {
             summary.add("slug", tenant.slug)
             summary.add("name", tenant.displayName ?? "-")
             summary.add("schema", tenant.schema)
+            summary.add("placement", tenant.placement)
             summary.add("status", tenant.status)
             summary.add("migration", (tenant.migrationLevel ?? "-") + (tenant.upToDate ? "" : " (behind)"))
             summary.add("created", Output.format(tenant.createdAt))

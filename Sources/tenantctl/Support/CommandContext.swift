@@ -66,6 +66,7 @@ struct CommandContext {
         configuration.migrationsDirectory = needsMigrations ? URL(fileURLWithPath: options.migrationsDirectory) : nil
         configuration.schemaPrefix = options.resolvedSchemaPrefix
         configuration.listensForChanges = false
+        configuration.placementDatabases = try Tenancy.Configuration.placementDatabases(from: ProcessInfo.processInfo.environment)
         let tenancy = try Tenancy(databaseConfig: database, configuration: configuration, logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await tenancy.run() }

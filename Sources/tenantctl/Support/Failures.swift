@@ -29,7 +29,8 @@ enum ExitStatus {
             return (usage, "usage", error.description)
         case let error as TenancyError:
             let exitCode: Int32 = switch error.code {
-            case .invalidSlug, .confirmationRequired, .invalidArgument, .registryNotFound, .registryMismatch, .migrationSetUnavailable: usage
+            case .invalidSlug, .confirmationRequired, .invalidArgument, .registryNotFound, .registryMismatch, .migrationSetUnavailable,
+                 .placementNotFound, .placementExists: usage
             case .fleetLocked, .provisioningInProgress: locked
             case .fleetRunInterrupted: tenantsFailed
             default: failure

@@ -1,0 +1,100 @@
+import Foundation
+import Logging
+public import SchemaDB
+
+extension Tenancy {
+    /// A placement as its database and the registry see it now.
+    public struct PlacementReport: Sendable, Hashable, Codable {
+        /// The placement, as the registry records it.
+        public var placement: Placement
+        /// Its tenants and spares, by state.
+        public var counts: PlacementCounts
+        /// Whether this process reached the database recorded for it.
+        public var isReachable: Bool
+        /// Why it was not reached, or reached another database.
+        public var problem: String?
+        /// The bytes the tenant schemas take there (tables, indexes and TOAST); `nil` when unreachable.
+        public var tenantBytes: Int64?
+    }
+
+    /// Adds a PostgreSQL database as placement `name`: connects to it, records its identity
+    /// (server system identifier and database name) and its URL without the password. New
+    /// tenants may go there at once; every process connects to it with its own credentials
+    /// (``Configuration/placementDatabases``, or the recorded URL and `~/.pgpass`).
+    /// - Throws: ``TenancyError`` with code ``TenancyError/Code/invalidArgument`` for a bad
+    ///   name or weight, ``TenancyError/Code/placementUnreachable`` when the database cannot be
+    ///   reached, ``TenancyError/Code/placementExists`` when the name, or the database, is
+    ///   already a placement (the default placement's database included).
+    @discardableResult
+    public func addPlacement(_ name: String, database: DatabaseConfig, weight: Int = 1) async throws -> Placement {
+        try Placement.validate(name: name)
+        guard name != Placement.defaultName else { throw TenancyError.placementExists(name) }
+        guard (1...1000).contains(weight) else {
+            throw TenancyError(code: .invalidArgument, message: "a placement's weight must be from 1 to 1000, not \(weight)")
+        }
+        let info = try await ready()
+        var probe = database
+        probe.maximumConnections = 1
+        let identity: DatabaseIdentity
+        do {
+            identity = try await DatabasePool.withPool(configuration: probe, logger: logger) { try await RegistryBinding.identity(of: $0) }
+        } catch {
+            throw TenancyError(code: .placementUnreachable, message: "placement \"\(name)\" cannot be reached, so it was not added: \(error)", underlying: error)
+        }
+        if identity == info.database {
+            throw TenancyError(code: .placementExists, message: "\(identity) is the default placement's database; a placement must be another database")
+        }
+        var recorded = database
+        recorded.password = nil
+        let placement = Placement(
+            name: name, url: recorded.url(maskingPassword: false), systemIdentifier: identity.systemIdentifier, databaseName: identity.databaseName,
+            weight: weight, state: .open, createdAt: Date())
+        try await registry.store.insertPlacement(placement)
+        logger.info("placement added", metadata: [TenancyLoggingKeys.placement: "\(name)", "placement.database": "\(identity)"])
+        return placement
+    }
+
+    /// Opens a placement to new tenants and spares, or drains it (``Placement/State/draining``:
+    /// its tenants stay and are served; new ones go elsewhere), and sets its weight.
+    /// - Throws: ``TenancyError/Code/placementNotFound``, or
+    ///   ``TenancyError/Code/invalidArgument`` for a weight out of range.
+    @discardableResult
+    public func setPlacement(_ name: String, state: Placement.State? = nil, weight: Int? = nil) async throws -> Placement {
+        if let weight, !(1...1000).contains(weight) {
+            throw TenancyError(code: .invalidArgument, message: "a placement's weight must be from 1 to 1000, not \(weight)")
+        }
+        try await ready()
+        return try await registry.store.updatePlacement(name, state: state, weight: weight)
+    }
+
+    /// Every placement with its counts, whether it is reachable, and the size of its tenant
+    /// schemas. Placements are checked side by side; one that is down costs about a second.
+    public func placementReports() async throws -> [PlacementReport] {
+        let info = try await ready()
+        let store = registry.store
+        let counts = try await store.countByPlacement()
+        let placements = try await store.placements()
+        let reports = try await forEachConcurrently(placements.enumerated(), width: 8) { index, placement in
+            var placement = placement
+            if placement.name == Placement.defaultName, let database = info.database {
+                (placement.systemIdentifier, placement.databaseName) = (database.systemIdentifier, database.databaseName)
+            }
+            var report = PlacementReport(placement: placement, counts: counts[placement.name] ?? PlacementCounts(byState: [:]), isReachable: false)
+            do {
+                let pool = try await self.placements.pool(for: placement.name)
+                report.tenantBytes = try await pool.database(schema: nil).fetchValue(
+                    """
+                    SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE starts_with(n.nspname, $1) AND c.relkind IN ('r', 'm', 'p')
+                    """, self.configuration.schemaPrefix, as: Int64.self)
+                report.isReachable = true
+            } catch let error as TenancyError {
+                report.problem = error.message
+            } catch {
+                report.problem = "\(error)"
+            }
+            return (index, report)
+        }
+        return reports.sorted { $0.0 < $1.0 }.map(\.1)
+    }
+}
