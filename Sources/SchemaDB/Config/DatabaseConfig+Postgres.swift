@@ -72,5 +72,5 @@ extension DatabaseConfig {
     }
 
     /// Where the server is, for messages: `host:port` or the socket path.
-    var endpointDescription: String { unixSocketPath ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)") }
+    package var endpointDescription: String { unixSocketPath ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)") }
 }

@@ -110,8 +110,10 @@ public struct SchemaDatabase: Sendable {
             return try await pool.instrumentation.measure(sql: sql, schema: schema, logger: logger, spanAttributes: spanAttributes, operation)
         } catch {
             let wrapped = SchemaDBError.wrapping(error, sql: sql, schema: schema)
-            if (wrapped as? SchemaDBError)?.code == .connectionFailed { pool.noteConnectionLoss() }
-            throw wrapped
+            guard var failure = wrapped as? SchemaDBError, failure.code == .connectionFailed else { throw wrapped }
+            pool.noteConnectionLoss()
+            if let label = pool.label, !failure.message.contains(label) { failure.message += " (\(label))" }
+            throw failure
         }
     }
 

@@ -33,13 +33,21 @@ public final class DatabasePool: Service, Sendable {
     public let leaseTimeout: Duration
     /// When a connection of this pool was last seen to fail, in `DispatchTime` nanoseconds; 0 for never.
     private let lastConnectionLoss = Atomic<UInt64>(0)
+    /// How connection failures name the server, such as `placement "eu-2"`; `nil` names none.
+    package let label: String?
 
     /// Creates an owned pool. It opens no connection until ``run()`` is running and a query is made.
     /// - Parameters:
     ///   - configuration: Where to connect, pool size and session timeouts.
     ///   - logger: Receives the pool's background messages and is the default for its handles.
     /// - Throws: ``SchemaDBError`` with code ``SchemaDBError/Code/invalidConfiguration``.
-    public init(configuration: DatabaseConfig, logger: Logger) throws {
+    public convenience init(configuration: DatabaseConfig, logger: Logger) throws {
+        try self.init(configuration: configuration, label: nil, logger: logger)
+    }
+
+    /// Creates an owned pool whose connection failures name `label`.
+    package init(configuration: DatabaseConfig, label: String?, logger: Logger) throws {
+        self.label = label
         self.client = PostgresClient(configuration: try configuration.makePostgresClientConfiguration(), backgroundLogger: logger)
         self.configuration = configuration
         self.logger = logger
@@ -61,6 +69,7 @@ public final class DatabasePool: Service, Sendable {
     public init(borrowing client: PostgresClient, maximumConnections: Int? = nil, slowQueryThreshold: Duration? = nil, leaseTimeout: Duration = .seconds(30), logger: Logger) {
         self.client = client
         self.leaseTimeout = leaseTimeout
+        self.label = nil
         self.configuration = nil
         self.logger = logger
         self.maximumConnections = maximumConnections

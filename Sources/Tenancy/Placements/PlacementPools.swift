@@ -18,8 +18,9 @@ final class PlacementPools: Sendable {
     private let environment: [String: String]
     private let logger: Logger
     private let state = Mutex<State>(State())
-    private let started: AsyncStream<DatabasePool>.Continuation
-    private let toRun: AsyncStream<DatabasePool>
+    private let started: AsyncStream<(DatabasePool, AsyncStream<Void>)>.Continuation
+    private let toRun: AsyncStream<(DatabasePool, AsyncStream<Void>)>
+    private let isRunning = Atomic<Bool>(false)
 
     private struct State {
         var pools: [String: Opened] = [:]
@@ -28,6 +29,9 @@ final class PlacementPools: Sendable {
 
     private struct Opened {
         let pool: DatabasePool
+        let size: Int
+        /// Finishing it stops the pool.
+        let stop: AsyncStream<Void>.Continuation
         var verified = false
         /// The last failed check, repeated to callers for a second instead of checking again.
         var failure: (at: ContinuousClock.Instant, error: TenancyError)?
@@ -45,16 +49,24 @@ final class PlacementPools: Sendable {
         self.connectionBound = connectionBound
         self.environment = environment
         self.logger = logger
-        (toRun, started) = AsyncStream<DatabasePool>.makeStream()
+        (toRun, started) = AsyncStream<(DatabasePool, AsyncStream<Void>)>.makeStream()
     }
 
-    /// Runs every pool opened, now or later, until the task is cancelled or the service group
-    /// shuts down.
+    /// Runs every pool opened, now or later, until it is discarded, or the task is cancelled,
+    /// or the service group shuts down.
     func run() async {
+        isRunning.store(true, ordering: .relaxed)
+        defer { isRunning.store(false, ordering: .relaxed) }
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
-                for await pool in self.toRun {
-                    group.addTask { await pool.run() }
+                for await (pool, stopped) in self.toRun {
+                    group.addTask {
+                        await withDiscardingTaskGroup { running in
+                            running.addTask { await pool.run() }
+                            for await _ in stopped {}
+                            running.cancelAll()
+                        }
+                    }
                 }
             }
         }
@@ -71,10 +83,14 @@ final class PlacementPools: Sendable {
             if known.verified { return known.pool }
             if let failure = known.failure, now - failure.at < Self.failureMemory { throw failure.error }
         }
+        // A pool that never reached its database is started afresh: postgres-nio's pool stops
+        // trying for a while after failed connects.
+        if let known, known.failure != nil { discard(name, known.pool) }
         guard let placement = try await registry.store.placements().first(where: { $0.name == name }) else {
             throw TenancyError.placementNotFound(name)
         }
-        let pool = try known?.pool ?? open(placement)
+        try await waitUntilRunning(for: name)
+        let pool = try open(placement)
         do {
             try await Self.verify(pool, as: placement)
             state.withLock { $0.pools[name]?.verified = true }
@@ -82,6 +98,31 @@ final class PlacementPools: Sendable {
         } catch let error as TenancyError {
             state.withLock { $0.pools[name]?.failure = (ContinuousClock.now, error) }
             throw error
+        }
+    }
+
+    /// Stops and forgets `pool`, the pool of placement `name`, unless it was replaced already.
+    private func discard(_ name: String, _ pool: DatabasePool) {
+        let stop: AsyncStream<Void>.Continuation? = state.withLock { state in
+            guard let opened = state.pools[name], opened.pool === pool else { return nil }
+            state.pools[name] = nil
+            state.connections -= opened.size
+            return opened.stop
+        }
+        stop?.finish()
+    }
+
+    /// Waits a moment for ``run()`` (a service group may still be starting), and fails with
+    /// a clear error when nothing runs the placements' pools.
+    private func waitUntilRunning(for name: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(1)
+        while !isRunning.load(ordering: .relaxed) {
+            guard ContinuousClock.now < deadline else {
+                throw TenancyError(
+                    code: .placementUnreachable,
+                    message: "placement \"\(name)\" needs Tenancy to be running (run() it, or add it to the ServiceGroup) for its pool to connect")
+            }
+            try await Task.sleep(for: .milliseconds(10))
         }
     }
 
@@ -113,18 +154,21 @@ final class PlacementPools: Sendable {
         }
         // A placement configured by the host keeps its own pool size.
         if databases[placement.name] == nil { config.maximumConnections = connectionsPerPlacement }
+        // A placement that is down fails its check at once; the next request tries again.
+        config.retry = .none
         let size = config.maximumConnections
         return try state.withLock { state in
             if let existing = state.pools[placement.name] { return existing.pool }
+            let (stopped, stop) = AsyncStream<Void>.makeStream()
             guard state.connections + size <= connectionBound else {
                 throw TenancyError(
                     code: .placementUnreachable,
                     message: "opening placement \"\(placement.name)\" needs \(size) more connections, and the placements' pools already hold \(state.connections) of at most \(connectionBound); raise the bound (Configuration.maximumPlacementConnections)")
             }
-            let pool = try DatabasePool(configuration: config, logger: logger)
-            state.pools[placement.name] = Opened(pool: pool)
+            let pool = try DatabasePool(configuration: config, label: "placement \"\(placement.name)\" at \(config.endpointDescription)", logger: logger)
+            state.pools[placement.name] = Opened(pool: pool, size: size, stop: stop)
             state.connections += size
-            started.yield(pool)
+            started.yield((pool, stopped))
             return pool
         }
     }
@@ -133,6 +177,8 @@ final class PlacementPools: Sendable {
     static func verify(_ pool: DatabasePool, as placement: Placement) async throws {
         let identity: DatabaseIdentity
         do {
+            // A standalone connection fails at once with the cause; the pool would wait a minute.
+            try await pool.checkConnection()
             identity = try await RegistryBinding.identity(of: pool)
         } catch {
             throw TenancyError(

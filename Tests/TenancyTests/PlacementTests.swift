@@ -1,0 +1,306 @@
+import Foundation
+import Logging
+import SchemaDB
+import SchemaDBTesting
+import Testing
+@testable import Tenancy
+
+/// Tenants spread over several PostgreSQL databases: the default one, others on the same
+/// server, one behind a proxy that can go down, and one on a second server.
+@Suite(integration, .timeLimit(.minutes(3)))
+struct PlacementTests {
+    /// Runs `body` with a fixture and `count` more empty databases on the test server.
+    static func withPlacements(_ store: StoreKind, count: Int, _ body: @escaping @Sendable (TenancyFixture, [DatabaseConfig]) async throws -> Void) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            try await TestPostgres.withPool { admin in
+                try await withDatabases(count, admin: admin, []) { try await body(fixture, $0) }
+            }
+        }
+    }
+
+    private static func withDatabases(_ count: Int, admin: DatabasePool, _ made: [DatabaseConfig], _ body: ([DatabaseConfig]) async throws -> Void) async throws {
+        guard made.count < count else { return try await body(made) }
+        try await TestPostgres.withTemporaryDatabase(pool: admin) { config in try await withDatabases(count, admin: admin, made + [config], body) }
+    }
+
+    /// Whether `schema` exists in the database `config` names.
+    static func schemaExists(_ schema: String, in config: DatabaseConfig) async throws -> Bool {
+        try await TestPostgres.withPool(configuration: config) { try await $0.database(schema: try SQLIdentifier(schema)).schemaExists() }
+    }
+
+    /// A `Tenancy` over the fixture's client, which it can run: its placement pools run with it.
+    static func makeTenancy(_ fixture: TenancyFixture, configure: (inout Tenancy.Configuration) -> Void = { _ in }) throws -> Tenancy {
+        try fixture.makeTenancy(pool: DatabasePool(borrowing: fixture.pool.client, maximumConnections: 8, logger: TenancyFixture.silent), configure: configure)
+    }
+
+    /// Runs `body` with `tenancy` running (its placement pools need it).
+    static func running<Result: Sendable>(_ tenancy: Tenancy, _ body: () async throws -> Result) async throws -> Result {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await tenancy.run() }
+            defer { group.cancelAll() }
+            return try await body()
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func tenantsLiveOnTheirPlacementAndEveryOperationFollowsThem(store: StoreKind) async throws {
+        try await Self.withPlacements(store, count: 1) { fixture, databases in
+            let other = databases[0]
+            let tenancy = try Self.makeTenancy(fixture)
+            try await Self.running(tenancy) {
+                let added = try await tenancy.addPlacement("eu-2", database: other)
+                #expect(added.databaseName == other.database && added.url?.contains("***") == false && added.state == .open)
+
+                // Explicit placement, then the policy: fewest tenants per weight, ties to the default.
+                let acme = try await tenancy.create("acme", placement: "eu-2").tenant
+                #expect(acme.placement == "eu-2")
+                #expect(try await tenancy.create("globex").tenant.placement == "default")
+                #expect(try await tenancy.create("initech").tenant.placement == "default")
+                #expect(try await tenancy.create("hooli").tenant.placement == "eu-2")
+                _ = try await tenancy.setPlacement("eu-2", weight: 3)
+                #expect(try await tenancy.create("umbrella").tenant.placement == "eu-2")
+
+                // The schema is on the placement's database only, and the handle writes there.
+                #expect(try await Self.schemaExists(acme.schema, in: other))
+                #expect(try await fixture.existingSchemas().contains(acme.schema) == false)
+                let handle = try await tenancy.database(for: "acme")
+                try await handle.execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "a@acme.test")
+                let stored = try await TestPostgres.withPool(configuration: other) {
+                    try await $0.database(schema: try SQLIdentifier(acme.schema)).fetchValue("SELECT count(*) FROM {{tables.accounts}}", as: Int.self)
+                }
+                #expect(stored == 1)
+
+                // Draining sends new tenants elsewhere and refuses an explicit request.
+                _ = try await tenancy.setPlacement("eu-2", state: .draining)
+                #expect(try await tenancy.create("stark").tenant.placement == "default")
+                #expect(await errorCode { try await tenancy.create("wayne", placement: "eu-2") } == .invalidArgument)
+                #expect(try await fixture.record("wayne") == nil)
+                _ = try await tenancy.setPlacement("eu-2", state: .open)
+
+                // A fleet run reaches both databases; reconcile finds them consistent.
+                try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id serial PRIMARY KEY, body text);")
+                let upgraded = try Self.makeTenancy(fixture)
+                try await Self.running(upgraded) {
+                    let report = try await upgraded.migrateAllTenants()
+                    #expect(report.run.counts.succeeded == 6)
+                    let notes = try await upgraded.database(for: "acme").fetchValue("SELECT count(*) FROM {{tables.notes}}", as: Int.self)
+                    #expect(notes == 0)
+                    #expect(try await upgraded.reconcile().findings.isEmpty)
+                }
+
+                // Counts per placement, and deleting drops the schema where it lives.
+                let reports = try await tenancy.placementReports()
+                #expect(reports.map(\.placement.name) == ["default", "eu-2"])
+                #expect(reports.map(\.counts.tenants) == [3, 3] && reports.allSatisfy(\.isReachable))
+                #expect((reports[1].tenantBytes ?? 0) > 0 && reports[0].placement.identity != nil)
+                _ = try await tenancy.delete("acme", confirmingDataLoss: true)
+                #expect(try await Self.schemaExists(acme.schema, in: other) == false)
+            }
+        }
+    }
+
+    @Test func addingAPlacementChecksItsDatabaseAndKeepsNoPassword() async throws {
+        try await Self.withPlacements(.sqlite, count: 1) { fixture, databases in
+            let tenancy = try Self.makeTenancy(fixture)
+            try await Self.running(tenancy) {
+                #expect(await errorCode { try await tenancy.addPlacement("EU", database: databases[0]) } == .invalidArgument)
+                #expect(await errorCode { try await tenancy.addPlacement("default", database: databases[0]) } == .placementExists)
+                // The default placement's own database cannot be added again under another name.
+                #expect(await errorCode { try await tenancy.addPlacement("again", database: fixture.pool.configuration!) } == .placementExists)
+                var unreachable = databases[0]
+                unreachable.port = 1
+                unreachable.password = "s3cret-value"
+                do {
+                    _ = try await tenancy.addPlacement("gone", database: unreachable)
+                    Issue.record("an unreachable database was added")
+                } catch let error as TenancyError {
+                    #expect(error.code == .placementUnreachable && !error.description.contains("s3cret-value"))
+                }
+                var withPassword = databases[0]
+                withPassword.password = "s3cret-value"
+                let added = try await tenancy.addPlacement("eu-2", database: withPassword)
+                #expect(added.url?.contains("s3cret") == false)
+                #expect(await errorCode { try await tenancy.addPlacement("eu-2", database: databases[0]) } == .placementExists)
+                #expect(await errorCode { try await tenancy.addPlacement("eu-3", database: databases[0]) } == .placementExists)
+                #expect(try await tenancy.registry.placements().map(\.name) == ["default", "eu-2"])
+                #expect(await errorCode { try await tenancy.create("acme", placement: "nowhere") } == .placementNotFound)
+                #expect(try await fixture.record("acme") == nil)
+            }
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aPlacementThatIsDownFailsOnlyItsOwnTenantsAndAResumePicksThemUp(store: StoreKind) async throws {
+        try await Self.withPlacements(store, count: 1) { fixture, databases in
+            let proxy = try await FaultProxy.start(upstreamHost: databases[0].host, upstreamPort: databases[0].port)
+            defer { Task { try? await proxy.close() } }
+            var viaProxy = databases[0]
+            (viaProxy.host, viaProxy.port) = ("127.0.0.1", proxy.port)
+            let tenancy = try Self.makeTenancy(fixture)
+            try await Self.running(tenancy) {
+                _ = try await tenancy.addPlacement("flaky", database: viaProxy)
+                for slug in ["far-1", "far-2", "far-3"] { _ = try await tenancy.create(slug, placement: "flaky") }
+                for slug in ["near-1", "near-2"] { _ = try await tenancy.create(slug, placement: "default") }
+                try await self.placementGoesDownAndComesBack(tenancy, fixture: fixture, proxy: proxy, viaProxy: viaProxy)
+            }
+        }
+    }
+
+    /// The placement behind `proxy` goes down: a process that was serving it and a process
+    /// that starts meanwhile each refuse only its tenants; once it is back, both serve them again.
+    private func placementGoesDownAndComesBack(_ tenancy: Tenancy, fixture: TenancyFixture, proxy: FaultProxy, viaProxy: DatabaseConfig) async throws {
+        let serving = try await tenancy.database(for: "far-1")
+        _ = try await serving.fetchValue("SELECT 1", as: Int.self)
+        proxy.cutAllConnections()
+        do {
+            _ = try await tenancy.database(for: "far-1").fetchValue("SELECT 1", as: Int.self)
+            Issue.record("a query reached a placement that is down")
+        } catch let error as SchemaDBError {
+            #expect(error.code == .connectionFailed && error.description.contains("placement \"flaky\" at 127.0.0.1:\(proxy.port)"))
+        }
+        #expect(try await tenancy.database(for: "near-1").fetchValue("SELECT 1", as: Int.self) == 1)
+
+        // Another process (a fresh instance): the placement's tenants are refused with an
+        // error naming it; the others are served.
+        try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id serial PRIMARY KEY, body text);")
+        let other = try Self.makeTenancy(fixture) { $0.placementDatabases = ["flaky": viaProxy] }
+        try await Self.running(other) {
+            do {
+                _ = try await other.database(for: "far-1")
+                Issue.record("a tenant on a placement that is down was served")
+            } catch let error as TenancyError {
+                #expect(error.code == .placementUnreachable && error.description.contains("\"flaky\"") && error.slug == "far-1")
+            }
+            // A fleet run migrates the reachable tenants and fails the others at once.
+            let start = ContinuousClock.now
+            let report = try await other.fleet.run(.all)
+            #expect(ContinuousClock.now - start < .seconds(20))
+            #expect(report.run.status == .completedWithFailures)
+            #expect(report.items.filter { $0.status == .succeeded }.compactMap(\.slug).sorted() == ["near-1", "near-2"])
+            #expect(report.failures.compactMap(\.slug).sorted() == ["far-1", "far-2", "far-3"])
+            #expect(report.failures.allSatisfy { $0.error?.contains("flaky") == true })
+            let notes = try await other.database(for: "near-1").fetchValue("SELECT count(*) FROM {{tables.notes}}", as: Int.self)
+            #expect(notes == 0)
+            let reconciled = try await other.reconcile()
+            #expect(reconciled.findings.map(\.kind) == [.unavailablePlacement])
+
+            // Back up: a resume migrates only the tenants it failed.
+            proxy.acceptConnections()
+            try await Task.sleep(for: PlacementPools.failureMemory)
+            let resumed = try await other.fleet.resume(runID: report.run.id)
+            #expect(resumed.run.status == .completed)
+            #expect(resumed.items.filter { $0.attempts == 2 }.compactMap(\.slug).sorted() == ["far-1", "far-2", "far-3"])
+            let farNotes = try await other.database(for: "far-2").fetchValue("SELECT count(*) FROM {{tables.notes}}", as: Int.self)
+            #expect(farNotes == 0)
+        }
+        // The process that served the placement before it went down serves it again.
+        try await eventually("the placement is served again", timeout: .seconds(20)) {
+            (try? await tenancy.database(for: "far-1").fetchValue("SELECT 1", as: Int.self)) == 1
+        }
+    }
+
+    @Test func aPlacementWhoseURLNowLeadsToAnotherDatabaseIsRefused() async throws {
+        try await Self.withPlacements(.postgres, count: 2) { fixture, databases in
+            let tenancy = try Self.makeTenancy(fixture)
+            try await Self.running(tenancy) {
+                _ = try await tenancy.addPlacement("eu-2", database: databases[0])
+                _ = try await tenancy.create("acme", placement: "eu-2")
+            }
+            // Another process's configuration points eu-2 at another database.
+            let misconfigured = try Self.makeTenancy(fixture) { $0.placementDatabases = ["eu-2": databases[1]] }
+            try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id serial PRIMARY KEY, body text);")
+            try await Self.running(misconfigured) {
+                #expect(await errorCode { try await misconfigured.database(for: "acme") } == .placementMismatch)
+                #expect(await errorCode { try await misconfigured.create("globex", placement: "eu-2") } == .placementMismatch)
+                let report = try await misconfigured.fleet.run(.all)
+                #expect(report.failures.map(\.slug) == ["acme"])
+            }
+            // Nothing was created in the database it now points at.
+            let schemas = try await TestPostgres.withPool(configuration: databases[1]) {
+                try await $0.database(schema: nil).fetchAll("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", fixture.schemaPrefix, as: String.self)
+            }
+            #expect(schemas.isEmpty)
+            #expect(try await fixture.record("globex") == nil)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func sparesAreKeptAndClaimedPerPlacement(store: StoreKind) async throws {
+        try await Self.withPlacements(store, count: 1) { fixture, databases in
+            let tenancy = try Self.makeTenancy(fixture)
+            try await Self.running(tenancy) {
+                _ = try await tenancy.addPlacement("eu-2", database: databases[0])
+                let spares = try await tenancy.fillSpares(count: 2, placement: "eu-2")
+                #expect(spares.count == 2 && spares.allSatisfy { $0.placement == "eu-2" })
+                for spare in spares { #expect(try await Self.schemaExists(spare.schema, in: databases[0])) }
+                // A tenant for the default placement does not take a spare of another one.
+                #expect(try await tenancy.create("globex", placement: "default").outcome == .provisioned)
+                let claimed = try await tenancy.create("acme", placement: "eu-2")
+                #expect(claimed.outcome == .claimedSpare && claimed.tenant.schema == spares[0].schema && claimed.tenant.placement == "eu-2")
+                _ = try await tenancy.setPlacement("eu-2", state: .draining)
+                #expect(await errorCode { try await tenancy.fillSpares(count: 1, placement: "eu-2") } == .invalidArgument)
+                #expect(try await tenancy.registry.spares(on: "eu-2").count == 1)
+            }
+        }
+    }
+
+    @Test func onASecondServerTheTenantLivesInAnotherCluster() async throws {
+        guard let url = ProcessInfo.processInfo.environment["TENANCY_TEST_SECOND_SERVER_URL"], !url.isEmpty else {
+            #expect(!TestPostgres.isCI, "CI must start a second PostgreSQL server (TENANCY_TEST_SECOND_SERVER_URL; scripts/test does)")
+            return
+        }
+        var second = try DatabaseConfig(url: url)
+        second.retry = .none
+        try await TenancyFixture.run(.postgres) { fixture in
+            try await TestPostgres.withPool(configuration: second) { admin in
+                try await TestPostgres.withTemporaryDatabase(pool: admin) { database in
+                    let tenancy = try Self.makeTenancy(fixture)
+                    try await Self.running(tenancy) {
+                        let placement = try await tenancy.addPlacement("far", database: database)
+                        #expect(placement.systemIdentifier != (try await tenancy.ready()).database?.systemIdentifier)
+                        let acme = try await tenancy.create("acme", placement: "far").tenant
+                        #expect(try await Self.schemaExists(acme.schema, in: database))
+                        try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "a@acme.test")
+                        _ = try await tenancy.delete("acme", confirmingDataLoss: true)
+                    }
+                }
+            }
+        }
+    }
+}
+
+@Suite struct PlacementPolicyTests {
+    static func placement(_ name: String, weight: Int = 1, state: Placement.State = .open) -> Placement {
+        Placement(name: name, url: nil, systemIdentifier: nil, databaseName: nil, weight: weight, state: state, createdAt: Date())
+    }
+
+    static func counts(_ tenants: Int) -> PlacementCounts { PlacementCounts(byState: [.active: tenants, .spare: 50]) }
+
+    @Test func newTenantsGoWhereTheFewestAreForTheirWeight() async throws {
+        let placements = [Self.placement("default"), Self.placement("eu-2", weight: 2), Self.placement("us-1", state: .draining)]
+        let counts = ["default": Self.counts(10), "eu-2": Self.counts(19), "us-1": Self.counts(0)]
+        // eu-2 holds 19 for weight 2 (9.5 each) against 10: it is next; spares do not count.
+        #expect(try await PlacementPolicy.choose(nil, among: placements, counts: { counts }) == "eu-2")
+        let even = ["default": Self.counts(10), "eu-2": Self.counts(20)]
+        #expect(try await PlacementPolicy.choose(nil, among: placements, counts: { even }) == "default")
+        #expect(try await PlacementPolicy.choose("default", among: placements, counts: { counts }) == "default")
+        await #expect { try await PlacementPolicy.choose("us-1", among: placements, counts: { counts }) } throws: {
+            ($0 as? TenancyError)?.code == .invalidArgument && "\($0)".contains("draining")
+        }
+        await #expect { try await PlacementPolicy.choose("nowhere", among: placements, counts: { counts }) } throws: {
+            ($0 as? TenancyError)?.code == .placementNotFound
+        }
+        await #expect { try await PlacementPolicy.choose(nil, among: [Self.placement("x", state: .draining)], counts: { [:] }) } throws: {
+            ($0 as? TenancyError)?.code == .invalidArgument
+        }
+    }
+
+    @Test func placementNamesAndTheirEnvironmentVariables() throws {
+        #expect(Placement.problem(withName: "eu-2") == nil)
+        for bad in ["", "EU", "2eu", "eu_2", "eu 2", String(repeating: "a", count: 41)] { #expect(Placement.problem(withName: bad) != nil) }
+        #expect(Placement.environmentVariable(forName: "eu-2") == "TENANCY_PLACEMENT_EU_2_URL")
+        let databases = try Tenancy.Configuration.placementDatabases(from: ["TENANCY_PLACEMENT_EU_2_URL": "postgres://app@db2:5433/app", "OTHER": "x"])
+        #expect(databases.keys.sorted() == ["eu-2"] && databases["eu-2"]?.port == 5433)
+        #expect(throws: TenancyError.self) { try Tenancy.Configuration.placementDatabases(from: ["TENANCY_PLACEMENT__URL": "postgres://a@b/c"]) }
+    }
+}
