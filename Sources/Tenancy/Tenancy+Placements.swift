@@ -98,3 +98,38 @@ extension Tenancy {
         return reports.sorted { $0.0 < $1.0 }.map(\.1)
     }
 }
+
+extension Tenancy {
+    /// Moves a tenant's schema to placement `target`, offline: every process refuses the
+    /// tenant (``TenancyError/Code/tenantMoving``) while its tables, locked against writes, are
+    /// copied in one snapshot into a new schema at the same migration level and checked table
+    /// by table (row count and a checksum of every row); then the old schema is frozen
+    /// (its tables refuse writes) and the registry switches the tenant to `target`. The
+    /// frozen schema is kept for a rollback by hand, and reported by reconcile.
+    ///
+    /// Calling it again for a tenant left `moving` (a killed process, a lost connection)
+    /// finishes the move, like ``resumeMove(_:)``; ``abortMove(_:)`` rolls it back.
+    /// - Throws: ``TenancyError`` with code ``TenancyError/Code/placementNotFound`` or
+    ///   ``TenancyError/Code/invalidArgument`` (a draining target),
+    ///   ``TenancyError/Code/migrationPending`` for a tenant behind the migration set,
+    ///   ``TenancyError/Code/illegalTransition`` for a tenant that is not active or suspended,
+    ///   ``TenancyError/Code/tenantMoving`` for one moving elsewhere,
+    ///   ``TenancyError/Code/provisioningInProgress`` while another process moves it.
+    @discardableResult
+    public func move(_ slug: String, to target: String) async throws -> MoveReport {
+        try await lifecycle.move(try TenantSlug(slug), to: target)
+    }
+
+    /// Finishes the move of a tenant left `moving`.
+    @discardableResult
+    public func resumeMove(_ slug: String) async throws -> MoveReport {
+        try await lifecycle.resumeMove(try TenantSlug(slug))
+    }
+
+    /// Rolls back the move of a tenant left `moving`: the copy is dropped, the old schema takes
+    /// writes again, and the tenant is back as it was, where it was.
+    @discardableResult
+    public func abortMove(_ slug: String) async throws -> MoveReport {
+        try await lifecycle.abortMove(try TenantSlug(slug))
+    }
+}

@@ -244,6 +244,8 @@ public final class TenantDirectory: Sendable {
             return .unavailable(TenancyError(code: .tenantSuspended, message: "tenant \"\(slug)\" is suspended; resume it to serve it again", slug: slug.rawValue))
         case .deleting, .deleted:
             return .unavailable(TenancyError(code: .tenantDeleted, message: "tenant \"\(slug)\" was deleted", slug: slug.rawValue))
+        case .moving:
+            return .unavailable(TenancyError.moving(record))
         case .provisioning:
             return .unavailable(TenancyError(code: .provisioningInProgress, message: "tenant \"\(slug)\" is still being provisioned; try again shortly", slug: slug.rawValue))
         case .failed, .spare:
@@ -263,7 +265,9 @@ extension TenantDirectory.Entry {
     /// A refusal that lifts without a change announcement (a migration records a level and
     /// announces nothing): trusted for a short time only.
     var isProvisional: Bool {
-        if case .unavailable(let error) = self { return [.migrationPending, .placementUnreachable, .placementMismatch, .placementNotFound].contains(error.code) }
+        if case .unavailable(let error) = self {
+            return [.migrationPending, .placementUnreachable, .placementMismatch, .placementNotFound, .tenantMoving].contains(error.code)
+        }
         return false
     }
 }

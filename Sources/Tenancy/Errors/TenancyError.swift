@@ -11,7 +11,7 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
             case registryFailed, registryBusy, registryNotFound, registryTooNew, registryMismatch
             case databaseFailed, migrationFailed, migrationPending, migrationSetUnavailable
             case fleetLocked, fleetRunNotFound, fleetRunInterrupted, invalidArgument
-            case placementNotFound, placementExists, placementUnreachable, placementMismatch
+            case placementNotFound, placementExists, placementUnreachable, placementMismatch, tenantMoving
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -75,6 +75,9 @@ public struct TenancyError: Error, Sendable, CustomStringConvertible, CustomDebu
         /// A placement's database cannot be reached, or its pool cannot be opened: only the
         /// tenants placed there are refused.
         public static let placementUnreachable = Self(.placementUnreachable)
+        /// The tenant is being moved to another placement: it is not served, and other changes
+        /// wait until the move finishes or is rolled back.
+        public static let tenantMoving = Self(.tenantMoving)
         /// A placement's URL now leads to another database than the one recorded when it was
         /// added: nothing is done there.
         public static let placementMismatch = Self(.placementMismatch)
@@ -141,6 +144,12 @@ extension TenancyError {
     static func placementExists(_ name: String, identity: DatabaseIdentity? = nil) -> Self {
         Self(code: .placementExists, message: identity.map { "\($0) is already a placement; each database can be one placement only" }
              ?? "placement \"\(name)\" already exists; choose another name")
+    }
+
+    static func moving(_ record: TenantRecord) -> Self {
+        Self(code: .tenantMoving,
+             message: "\(record.name) is being moved to placement \"\(record.move?.target ?? "?")\"; try again once the move ends (tenantctl move --resume finishes an interrupted one)",
+             slug: record.slug)
     }
 
     static func concurrentChange(_ record: TenantRecord, now current: TenantRecord?) -> Self {

@@ -21,8 +21,8 @@ import Tracing
 public struct FleetMigrator: Sendable {
     /// Which tenants a run covers.
     public enum Selection: Sendable, Hashable {
-        /// Every active and suspended tenant, then every spare schema (so that claiming one
-        /// after a release needs no migration).
+        /// Every active, suspended and moving tenant, then every spare schema (so that
+        /// claiming one after a release needs no migration).
         case all
         /// These tenants, in this order. Each must be active or suspended.
         case tenants([TenantSlug])
@@ -174,7 +174,8 @@ public struct FleetMigrator: Sendable {
         let store = registry.store
         switch selection {
         case .all:
-            return try await store.records(in: [.active, .suspended, .spare])
+            // A moving tenant is recorded failed, and a resume once the move ended migrates it.
+            return try await store.records(in: [.active, .suspended, .spare, .moving])
         case .tenants(let slugs):
             var seen = Set<TenantSlug>()
             var candidates: [TenantRecord] = []
@@ -359,7 +360,11 @@ public struct FleetMigrator: Sendable {
         (item.position, item.attempts) = (started.position, started.attempts)
         if let tenant = started.tenant {
             (item.slug, item.schema) = (tenant.slug, tenant.schema)
-            if let outage = outages.outage(of: tenant.placement) {
+            if tenant.state == .moving {
+                // Its schema is being copied; the run retries it on resume, once the move ended.
+                item.status = .failed
+                item.error = "the tenant is moving to placement \"\(tenant.move?.target ?? "?")\"; resume this run once the move ends"
+            } else if let outage = outages.outage(of: tenant.placement) {
                 item.status = .failed
                 item.error = outage
             } else if tenant.state.hasSchema {

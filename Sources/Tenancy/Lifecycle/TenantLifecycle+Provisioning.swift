@@ -240,6 +240,8 @@ extension TenantLifecycle {
                 throw TenancyError(code: .tenantSuspended, message: "tenant \"\(slug)\" exists and is suspended; resume it instead", slug: slug.rawValue)
             case .deleting, .deleted:
                 throw TenancyError(code: .tenantDeleted, message: "tenant \"\(slug)\" was deleted; choose another slug", slug: slug.rawValue)
+            case .moving:
+                throw TenancyError.moving(existing)
             case .provisioning, .failed, .spare:
                 break
             }

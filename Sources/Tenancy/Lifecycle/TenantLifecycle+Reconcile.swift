@@ -27,6 +27,9 @@ public struct ReconcileReport: Sendable, Hashable, Codable {
         /// A placement that cannot be reached, or leads to another database than the one
         /// recorded: its rows were not checked.
         case unavailablePlacement = "unavailable_placement"
+        /// A tenant left `moving` by a move that is not running: `move --resume` finishes it,
+        /// `move --abort` rolls it back.
+        case unfinishedMove = "unfinished_move"
     }
 
     /// One disagreement.
@@ -60,7 +63,10 @@ extension TenantLifecycle {
         let migrations = try requireMigrations()
         try await ready()
         let store = registry.store
-        let rowsByPlacement = Dictionary(grouping: try await store.records(in: nil), by: \.placement)
+        let records = try await store.records(in: nil)
+        let rowsByPlacement = Dictionary(grouping: records, by: \.placement)
+        // A moving tenant's schema is also on its target placement, once copied.
+        let incoming = Dictionary(grouping: records.filter { $0.state == .moving && $0.move != nil }, by: { $0.move?.target ?? "" })
         var findings: [ReconcileReport.Finding] = []
         let names = Set(rowsByPlacement.keys).union(try await store.placements().map(\.name))
         for name in names.sorted() {
@@ -73,20 +79,20 @@ extension TenantLifecycle {
                                       detail: "\(error.message); its \(rows.count) rows were not checked", fixed: false))
                 continue
             }
-            findings += try await reconcile(rows, on: site, fix: fix, concurrency: concurrency, migrations: migrations)
+            findings += try await reconcile(rows, incoming: incoming[name] ?? [], on: site, fix: fix, concurrency: concurrency, migrations: migrations)
         }
         return ReconcileReport(findings: findings.sorted { ($0.kind.rawValue, $0.schema, $0.detail) < ($1.kind.rawValue, $1.schema, $1.detail) })
     }
 
-    /// Reconciles the rows placed on `site` with the schemas there.
-    private func reconcile(_ rows: [TenantRecord], on site: Site, fix: Bool, concurrency: Int, migrations: TenantMigrations) async throws -> [ReconcileReport.Finding] {
+    /// Reconciles the rows placed on `site` (and the tenants `incoming` by a move) with the schemas there.
+    private func reconcile(_ rows: [TenantRecord], incoming: [TenantRecord], on site: Site, fix: Bool, concurrency: Int, migrations: TenantMigrations) async throws -> [ReconcileReport.Finding] {
         let store = registry.store
         let pool = site.pool
         let existing = Set(try await pool.database(schema: nil).fetchAll(
             "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", schemaPrefix, as: String.self))
         var findings: [ReconcileReport.Finding] = []
 
-        let owned = Set(rows.filter { $0.state != .deleted }.map(\.schema))
+        let owned = Set(rows.filter { $0.state != .deleted }.map(\.schema) + incoming.map(\.schema))
         for schema in existing.subtracting(owned).sorted() {
             let owner = rows.first { $0.schema == schema }
             findings.append(.init(kind: .orphanSchema, slug: owner?.slug, schema: schema,
@@ -125,6 +131,14 @@ extension TenantLifecycle {
                     findings.append(.init(kind: .missingSchema, slug: row.slug, schema: row.schema,
                                           detail: "the \(row.state.rawValue) row's schema does not exist" + (fixed ? "; the spare was discarded" : ""), fixed: fixed))
                 }
+            case .moving:
+                let running = try await pool.database(schema: nil).withTransaction { tx in try await !Provisioner.lock(row.schema, in: tx) }
+                findings.append(.init(
+                    kind: .unfinishedMove, slug: row.slug, schema: row.schema,
+                    detail: running
+                        ? "a move to placement \"\(row.move?.target ?? "?")\" is running; left alone"
+                        : "a move to placement \"\(row.move?.target ?? "?")\" did not finish; finish it with tenantctl move \(row.slug ?? "") --resume, or roll it back with --abort",
+                    fixed: false))
             case .deleted, .failed:
                 break
             }

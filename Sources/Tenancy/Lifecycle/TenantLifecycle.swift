@@ -74,15 +74,16 @@ struct TenantLifecycle: Sendable {
     // MARK: - Changes without DDL
 
     func suspend(_ slug: TenantSlug) async throws -> Tenant {
-        try await move(slug, to: .suspended, event: .suspended)
+        try await changeState(slug, to: .suspended, event: .suspended)
     }
 
     func resume(_ slug: TenantSlug) async throws -> Tenant {
-        try await move(slug, to: .active, event: .resumed)
+        try await changeState(slug, to: .active, event: .resumed)
     }
 
-    private func move(_ slug: TenantSlug, to state: TenantState, event: TenantEvent.Kind) async throws -> Tenant {
+    private func changeState(_ slug: TenantSlug, to state: TenantState, event: TenantEvent.Kind) async throws -> Tenant {
         let record = try await record(slug)
+        if record.state == .moving { throw TenancyError.moving(record) }
         try Self.checkMove(record, to: state)
         let moved = try await write(record, TenantChange(state: state, event: event))
         await changed([slug.rawValue])
@@ -95,6 +96,7 @@ struct TenantLifecycle: Sendable {
             throw TenancyError(code: .tenantDeleted, message: "tenant \"\(slug)\" was deleted and cannot be renamed", slug: slug.rawValue)
         }
         guard newSlug != slug else { return try record.requireTenant() }
+        if record.state == .moving { throw TenancyError.moving(record) }
         let renamed = try await write(record, TenantChange(slug: newSlug, event: .renamed, detail: "\(slug) → \(newSlug)"))
         await changed([slug.rawValue, newSlug.rawValue])
         return try renamed.requireTenant()
@@ -189,7 +191,7 @@ struct TenantLifecycle: Sendable {
     /// Writes a change that has no DDL. When its answer is lost with the connection, the row
     /// is read back: the change went through if the row is at the next generation, in the
     /// state and under the slug the change gives it.
-    private func write(_ record: TenantRecord, _ change: TenantChange) async throws -> TenantRecord {
+    func write(_ record: TenantRecord, _ change: TenantChange) async throws -> TenantRecord {
         do {
             return try await registry.store.update(record, change)
         } catch where Self.isConnectionLoss(error) {

@@ -26,6 +26,8 @@ public struct Tenant: Sendable, Hashable, Codable {
     public var updatedAt: Date
     /// The last error, for `failed` tenants and failed drops.
     public var lastError: String?
+    /// The placement a `moving` tenant is being moved to.
+    public var moveTarget: String?
 }
 
 /// A pre-provisioned schema that no tenant has claimed yet.
@@ -91,6 +93,12 @@ public struct TenantEvent: Sendable, Hashable, Codable {
         case migrated
         /// Reconcile corrected the row.
         case reconciled
+        /// A move to another placement started; the tenant is not served until it ends.
+        case moveStarted = "move_started"
+        /// The tenant's schema now lives on another placement; the detail names both.
+        case moved
+        /// A move was rolled back: the tenant stays where it was.
+        case moveRolledBack = "move_rolled_back"
     }
 
     /// What happened.

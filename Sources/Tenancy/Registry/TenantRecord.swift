@@ -14,12 +14,14 @@ struct TenantRecord: Sendable, Hashable {
     var createdAt: Date
     var updatedAt: Date
     var lastError: String?
+    /// Where a `moving` tenant is going, and the state it goes back to.
+    var move: TenantMove?
 
     /// A row to insert: `id` and `generation` are assigned by the store.
     static func new(slug: String?, displayName: String?, schema: String, placement: String, state: TenantState, level: MigrationLevel? = nil, now: Date = Date()) -> Self {
         TenantRecord(
             id: 0, slug: slug, displayName: displayName, schema: schema, placement: placement, state: state, generation: 1,
-            migrationFile: level?.lastFile, migrationChecksum: level?.setChecksum, createdAt: now, updatedAt: now, lastError: nil)
+            migrationFile: level?.lastFile, migrationChecksum: level?.setChecksum, createdAt: now, updatedAt: now, lastError: nil, move: nil)
     }
 
     var level: MigrationLevel? {
@@ -38,7 +40,7 @@ struct TenantRecord: Sendable, Hashable {
         guard let slug else { return nil }
         return Tenant(
             id: id, slug: TenantSlug(registryValue: slug), displayName: displayName, schema: schema, placement: placement, state: state,
-            generation: generation, migrationLevel: level, createdAt: createdAt, updatedAt: updatedAt, lastError: lastError)
+            generation: generation, migrationLevel: level, createdAt: createdAt, updatedAt: updatedAt, lastError: lastError, moveTarget: move?.target)
     }
 
     var spare: SpareSchema {
@@ -69,6 +71,8 @@ struct TenantRecord: Sendable, Hashable {
         if let displayName = change.displayName { next.displayName = displayName }
         if let level = change.level { next.level = level }
         if let lastError = change.lastError { next.lastError = lastError }
+        if let placement = change.placement { next.placement = placement }
+        if let move = change.move { next.move = move }
         next.generation += 1
         next.updatedAt = now
         return next
@@ -85,17 +89,48 @@ struct TenantChange: Sendable {
     var level: MigrationLevel?
     /// `.some(nil)` clears the last error.
     var lastError: String??
+    /// The placement the tenant's schema now lives on (a finished move).
+    var placement: String?
+    /// `.some(nil)` clears the move.
+    var move: TenantMove??
     var event: TenantEvent.Kind
     var detail: String?
 
     init(state: TenantState? = nil, slug: TenantSlug? = nil, displayName: String?? = nil, level: MigrationLevel? = nil,
-         lastError: String?? = nil, event: TenantEvent.Kind, detail: String? = nil) {
+         lastError: String?? = nil, placement: String? = nil, move: TenantMove?? = nil, event: TenantEvent.Kind, detail: String? = nil) {
         self.state = state
         self.slug = slug
         self.displayName = displayName
         self.level = level
         self.lastError = lastError
+        self.placement = placement
+        self.move = move
         self.event = event
         self.detail = detail
+    }
+}
+
+/// A move in progress: where the tenant goes, how, and the state it returns to.
+struct TenantMove: Sendable, Hashable {
+    /// How the schema is copied.
+    enum Mode: String, Sendable {
+        /// Writes are refused while the schema is copied in one snapshot.
+        case offline
+    }
+
+    var target: String
+    var returnState: TenantState
+    var mode: Mode
+
+    /// The move stored in a row's `move_target`, `move_return_state` and `move_mode`.
+    init?(target: String?, returnState: String?, mode: String?) {
+        guard let target, let returnState = returnState.flatMap(TenantState.init(rawValue:)), let mode = mode.flatMap(Mode.init(rawValue:)) else { return nil }
+        self.init(target: target, returnState: returnState, mode: mode)
+    }
+
+    init(target: String, returnState: TenantState, mode: Mode) {
+        self.target = target
+        self.returnState = returnState
+        self.mode = mode
     }
 }

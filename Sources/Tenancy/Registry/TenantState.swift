@@ -5,6 +5,7 @@
 ///      │           └──→ deleting ←──┘ → deleted   (a failed drop goes back where it was)
 ///      ├→ failed → provisioning (retry), active (its schema was complete), deleting
 ///      └→ spare → active (claimed at onboarding), deleting, deleted (its schema is gone)
+/// active, suspended → moving → the state it left (on the new placement, or rolled back)
 /// ```
 public enum TenantState: String, Sendable, Codable, CaseIterable, Comparable {
     /// The schema is being created and migrated.
@@ -21,17 +22,21 @@ public enum TenantState: String, Sendable, Codable, CaseIterable, Comparable {
     case failed
     /// A pre-provisioned schema with no tenant yet, waiting to be claimed.
     case spare
+    /// Being copied to another placement: not served, and locked against other changes until
+    /// the move finishes or is rolled back.
+    case moving
 
     /// The states this state may move to.
     public var allowedTransitions: Set<TenantState> {
         switch self {
         case .provisioning: [.active, .failed, .spare]
-        case .active: [.suspended, .deleting]
-        case .suspended: [.active, .deleting]
+        case .active: [.suspended, .deleting, .moving]
+        case .suspended: [.active, .deleting, .moving]
         case .deleting: [.deleted, .active, .suspended, .failed, .spare]
         case .deleted: []
         case .failed: [.provisioning, .active, .deleting]
         case .spare: [.active, .deleting, .deleted]
+        case .moving: [.active, .suspended]
         }
     }
 
@@ -42,7 +47,7 @@ public enum TenantState: String, Sendable, Codable, CaseIterable, Comparable {
     public var hasSchema: Bool {
         switch self {
         case .active, .suspended, .spare: true
-        case .provisioning, .deleting, .deleted, .failed: false
+        case .provisioning, .deleting, .deleted, .failed, .moving: false
         }
     }
 

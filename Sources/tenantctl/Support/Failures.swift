@@ -31,7 +31,7 @@ enum ExitStatus {
             let exitCode: Int32 = switch error.code {
             case .invalidSlug, .confirmationRequired, .invalidArgument, .registryNotFound, .registryMismatch, .migrationSetUnavailable,
                  .placementNotFound, .placementExists: usage
-            case .fleetLocked, .provisioningInProgress: locked
+            case .fleetLocked, .provisioningInProgress, .tenantMoving: locked
             case .fleetRunInterrupted: tenantsFailed
             default: failure
             }

@@ -45,7 +45,8 @@ struct PostgresRegistrySession: RegistryWriter {
             let sql = try SQLTemplate("""
                 WITH moved AS (
                     UPDATE {{tables.tenants}} SET slug = $3, display_name = $4, state = $5, generation = generation + 1,
-                        migration_file = $6, migration_checksum = $7, last_error = $8, updated_at = now()
+                        migration_file = $6, migration_checksum = $7, last_error = $8, updated_at = now(),
+                        placement = $16, move_target = $17, move_return_state = $18, move_mode = $19
                     WHERE id = $1 AND generation = $2 AND NOT ($11 AND \(Self.recentlyReleased(slug: 3, tenant: 1, seconds: 12)))
                     RETURNING \(TenantRecord.postgresColumns)
                 ), released AS (
@@ -59,7 +60,7 @@ struct PostgresRegistrySession: RegistryWriter {
             let rows = try await db.fetchAll(
                 sql, record.id, record.generation, next.slug, next.displayName, next.state.rawValue, next.migrationFile, next.migrationChecksum,
                 next.lastError, change.event.rawValue, change.detail, renamed, reuseDelaySeconds, record.slug, channel,
-                ChangeAnnouncement.payload(record, next) ?? "")
+                ChangeAnnouncement.payload(record, next) ?? "", next.placement, next.move?.target, next.move?.returnState.rawValue, next.move?.mode.rawValue)
             guard let row = rows.first else { throw try await whyNotWritten(record, slug: renamed ? next.slug : nil) }
             return try TenantRecord(postgresRow: row)
         }

@@ -183,10 +183,12 @@ extension PostgresRegistryStore {
                 for placement in snapshot.placements { try await Self.insert(placement, tx) }
                 try await tx.copyRows(
                     into: "tenants",
-                    columns: ["id", "slug", "display_name", "schema_name", "placement", "state", "generation", "migration_file", "migration_checksum", "created_at", "updated_at", "last_error"],
+                    columns: ["id", "slug", "display_name", "schema_name", "placement", "state", "generation", "migration_file", "migration_checksum", "created_at", "updated_at", "last_error",
+                              "move_target", "move_return_state", "move_mode"],
                     rows: snapshot.tenants.lazy.map { tenant -> [(any CopyValue)?] in
                         [tenant.id, tenant.slug, tenant.displayName, tenant.schema, tenant.placement, tenant.state.rawValue, tenant.generation,
-                         tenant.migrationFile, tenant.migrationChecksum, tenant.createdAt, tenant.updatedAt, tenant.lastError]
+                         tenant.migrationFile, tenant.migrationChecksum, tenant.createdAt, tenant.updatedAt, tenant.lastError,
+                         tenant.move?.target, tenant.move?.returnState.rawValue, tenant.move?.mode.rawValue]
                     })
                 try await tx.copyRows(
                     into: "tenant_events", columns: ["id", "tenant_id", "at", "kind", "detail"],

@@ -69,7 +69,7 @@ extension PostgresRegistryStore {
                 """
             ),
             (
-                "002_placements.sql",
+                "002_placements_and_moves.sql",
                 """
                 CREATE TABLE {{tables.placements}} (
                     name text PRIMARY KEY,
@@ -83,6 +83,10 @@ extension PostgresRegistryStore {
                 );
                 INSERT INTO {{tables.placements}} (name) VALUES ('default');
                 CREATE INDEX tenants_placement ON {{tables.tenants}} (placement, state);
+                ALTER TABLE {{tables.tenants}} DROP CONSTRAINT tenants_state_check;
+                ALTER TABLE {{tables.tenants}} ADD CONSTRAINT tenants_state_check
+                    CHECK (state IN ('provisioning', 'active', 'suspended', 'deleting', 'deleted', 'failed', 'spare', 'moving'));
+                ALTER TABLE {{tables.tenants}} ADD COLUMN move_target text, ADD COLUMN move_return_state text, ADD COLUMN move_mode text;
                 """
             ),
         ]

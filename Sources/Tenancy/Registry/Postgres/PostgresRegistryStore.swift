@@ -230,7 +230,7 @@ final class PostgresRegistryStore: RegistryStore {
 
 extension TenantRecord {
     /// The columns ``init(postgresRow:)`` reads, in order.
-    static let postgresColumns = "id, slug, display_name, schema_name, placement, state, generation, migration_file, migration_checksum, created_at, updated_at, last_error"
+    static let postgresColumns = "id, slug, display_name, schema_name, placement, state, generation, migration_file, migration_checksum, created_at, updated_at, last_error, move_target, move_return_state, move_mode"
 
     /// `SELECT` of ``postgresColumns`` from the registry's tenants, followed by `tail`.
     static func selectingPostgres(_ tail: String) throws -> SQLTemplate {
@@ -238,14 +238,15 @@ extension TenantRecord {
     }
 
     init(postgresRow row: PostgresRow) throws {
-        let (id, slug, displayName, schema, placement, state, generation, file, checksum, createdAt, updatedAt, lastError) = try row.decode(
-            (Int64, String?, String?, String, String, String, Int64, String?, String?, Date, Date, String?).self)
+        let (id, slug, displayName, schema, placement, state, generation, file, checksum, createdAt, updatedAt, lastError, moveTarget, moveReturnState, moveMode) = try row.decode(
+            (Int64, String?, String?, String, String, String, Int64, String?, String?, Date, Date, String?, String?, String?, String?).self)
         guard let state = TenantState(rawValue: state) else {
             throw TenancyError(code: .registryTooNew, message: "the registry has a tenant in state \"\(state.debugDescriptionEscaped)\", which this version does not know; upgrade Tenancy")
         }
         self.init(
             id: id, slug: slug, displayName: displayName, schema: schema, placement: placement, state: state, generation: generation,
-            migrationFile: file, migrationChecksum: checksum, createdAt: createdAt, updatedAt: updatedAt, lastError: lastError)
+            migrationFile: file, migrationChecksum: checksum, createdAt: createdAt, updatedAt: updatedAt, lastError: lastError,
+            move: TenantMove(target: moveTarget, returnState: moveReturnState, mode: moveMode))
     }
 }
 

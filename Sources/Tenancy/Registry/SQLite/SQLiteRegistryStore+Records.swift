@@ -19,6 +19,9 @@ extension TenantRecord: FetchableRecord, PersistableRecord {
         static let createdAt = Column("created_at")
         static let updatedAt = Column("updated_at")
         static let lastError = Column("last_error")
+        static let moveTarget = Column("move_target")
+        static let moveReturnState = Column("move_return_state")
+        static let moveMode = Column("move_mode")
     }
 
     init(row: Row) throws {
@@ -31,7 +34,8 @@ extension TenantRecord: FetchableRecord, PersistableRecord {
             placement: row[Columns.placement], state: state, generation: row[Columns.generation],
             migrationFile: row[Columns.migrationFile], migrationChecksum: row[Columns.migrationChecksum],
             createdAt: Date(timeIntervalSince1970: row[Columns.createdAt]), updatedAt: Date(timeIntervalSince1970: row[Columns.updatedAt]),
-            lastError: row[Columns.lastError])
+            lastError: row[Columns.lastError],
+            move: TenantMove(target: row[Columns.moveTarget], returnState: row[Columns.moveReturnState], mode: row[Columns.moveMode]))
     }
 
     func encode(to container: inout PersistenceContainer) {
@@ -47,6 +51,9 @@ extension TenantRecord: FetchableRecord, PersistableRecord {
         container[Columns.createdAt] = createdAt.timeIntervalSince1970
         container[Columns.updatedAt] = updatedAt.timeIntervalSince1970
         container[Columns.lastError] = lastError
+        container[Columns.moveTarget] = move?.target
+        container[Columns.moveReturnState] = move?.returnState.rawValue
+        container[Columns.moveMode] = move?.mode.rawValue
     }
 
     /// The assignments that turn a row into this record, every column but the id.
@@ -56,7 +63,8 @@ extension TenantRecord: FetchableRecord, PersistableRecord {
             Columns.placement.set(to: placement), Columns.state.set(to: state.rawValue), Columns.generation.set(to: generation),
             Columns.migrationFile.set(to: migrationFile), Columns.migrationChecksum.set(to: migrationChecksum),
             Columns.createdAt.set(to: createdAt.timeIntervalSince1970), Columns.updatedAt.set(to: updatedAt.timeIntervalSince1970),
-            Columns.lastError.set(to: lastError),
+            Columns.lastError.set(to: lastError), Columns.moveTarget.set(to: move?.target),
+            Columns.moveReturnState.set(to: move?.returnState.rawValue), Columns.moveMode.set(to: move?.mode.rawValue),
         ]
     }
 }

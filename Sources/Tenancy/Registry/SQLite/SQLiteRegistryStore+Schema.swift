@@ -73,7 +73,7 @@ extension SQLiteRegistryStore {
                 RegistryMeta.slugReuseDelay, String(RegistryMeta.defaultSlugReuseDelay.wholeMilliseconds),
             ])
         }
-        migrator.registerMigration("v3: placements") { db in
+        migrator.registerMigration("v3: placements and moves") { db in
             try db.execute(sql: """
                 CREATE TABLE placements (
                     name TEXT PRIMARY KEY NOT NULL,
@@ -86,6 +86,9 @@ extension SQLiteRegistryStore {
                     UNIQUE (system_identifier, database_name)
                 );
                 CREATE INDEX tenants_placement ON tenants (placement, state);
+                ALTER TABLE tenants ADD COLUMN move_target TEXT;
+                ALTER TABLE tenants ADD COLUMN move_return_state TEXT;
+                ALTER TABLE tenants ADD COLUMN move_mode TEXT;
                 """)
             try db.execute(sql: "INSERT INTO placements (name, created_at) VALUES (?, ?)", arguments: [Placement.defaultName, Date().timeIntervalSince1970])
         }

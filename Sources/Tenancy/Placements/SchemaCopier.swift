@@ -1,0 +1,141 @@
+import Foundation
+import PostgresNIO
+import SchemaDB
+
+/// Copies a tenant schema's rows from one database to another, and freezes the source: the
+/// database side of a move. Rows travel as text (each column's own output and input
+/// functions), so every type round-trips exactly, and never reach a log or an error.
+enum SchemaCopier {
+    /// A table to copy: its name and the columns a copy fills (generated columns are left out).
+    struct Table: Sendable, Hashable {
+        var name: String
+        var columns: [String]
+    }
+
+    /// What a table holds, to compare a copy with its source.
+    struct Fingerprint: Sendable, Hashable {
+        var rows: Int64
+        var checksum: String
+    }
+
+    /// The name of the trigger function that refuses writes to a schema whose tenant moved away.
+    static let freezeFunction = "tenancy_moved_away"
+
+    /// The tables of `schema`, parents before the tables whose foreign keys point at them,
+    /// without the migration tracking table (a copy's own migrations fill it).
+    static func tables(of schema: SQLIdentifier, on db: SchemaDatabase) async throws -> [Table] {
+        let rows = try await db.fetchAll(
+            """
+            SELECT c.relname::text, array_agg(a.attname::text ORDER BY a.attnum)
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+            WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relname <> $2
+            GROUP BY c.relname
+            """, schema.name, SchemaMigrator.defaultTrackingTable.name)
+        var tables: [String: Table] = [:]
+        for row in rows {
+            let (name, columns) = try row.decode((String, [String]).self)
+            tables[name] = Table(name: name, columns: columns)
+        }
+        var parents: [String: Set<String>] = [:]
+        for row in try await db.fetchAll(
+            """
+            SELECT child.relname::text, parent.relname::text FROM pg_constraint k
+            JOIN pg_class child ON child.oid = k.conrelid JOIN pg_class parent ON parent.oid = k.confrelid
+            JOIN pg_namespace n ON n.oid = child.relnamespace
+            WHERE k.contype = 'f' AND n.nspname = $1 AND parent.relnamespace = child.relnamespace AND child.oid <> parent.oid
+            """, schema.name) {
+            let (child, parent) = try row.decode((String, String).self)
+            parents[child, default: []].insert(parent)
+        }
+        // Parents first; a cycle of foreign keys keeps its tables in name order.
+        var ordered: [Table] = []
+        var placed = Set<String>()
+        var remaining = tables.keys.sorted()
+        while !remaining.isEmpty {
+            let ready = remaining.filter { (parents[$0] ?? []).subtracting([$0]).isSubset(of: placed.union(Set(tables.keys).subtracting(remaining))) }
+            let next = ready.isEmpty ? [remaining[0]] : ready
+            for name in next {
+                ordered.append(tables[name]!)
+                placed.insert(name)
+            }
+            remaining.removeAll { next.contains($0) }
+        }
+        return ordered
+    }
+
+    /// Copies every row of `table` from `source` (a transaction that sees one snapshot) into
+    /// `target` (a transaction in the target database), `batch` rows at a time.
+    /// - Returns: The rows copied.
+    static func copy(_ table: Table, schema: SQLIdentifier, from source: SchemaDatabase, to target: SchemaDatabase, batch: Int = 5_000) async throws -> Int {
+        let cursor = "tenancy_move_\(UInt32.random(in: 0 ... .max))"
+        let select = table.columns.map { SQLIdentifier.quote($0) + "::text" }.joined(separator: ", ")
+        try await source.execute(try SQLTemplate("DECLARE \(cursor) NO SCROLL CURSOR FOR SELECT \(select) FROM \(schema.quoted).\(SQLIdentifier.quote(table.name))"))
+        let into = target.withSchema(schema)
+        var copied = 0
+        while true {
+            let rows = try await source.fetchAll(try SQLTemplate("FETCH \(batch) FROM \(cursor)"))
+            if rows.isEmpty { break }
+            let values: [[(any CopyValue)?]] = try rows.map { row in try row.map { cell in try cell.decode(String?.self) } }
+            copied += try await into.copyRows(into: table.name, columns: table.columns, rows: values)
+        }
+        try await source.execute(try SQLTemplate("CLOSE \(cursor)"))
+        return copied
+    }
+
+    /// Sets every sequence of `schema` in `target` where it is in `source`.
+    static func copySequences(of schema: SQLIdentifier, from source: SchemaDatabase, to target: SchemaDatabase) async throws {
+        let rows = try await source.fetchAll(
+            "SELECT sequencename::text, last_value FROM pg_sequences WHERE schemaname = $1 AND last_value IS NOT NULL", schema.name)
+        for row in rows {
+            let (name, value) = try row.decode((String, Int64).self)
+            _ = try await target.fetchAll("SELECT setval($1::regclass, $2, true)", "\(schema.quoted).\(SQLIdentifier.quote(name))", value)
+        }
+    }
+
+    /// The row count and an order-independent checksum of every row of `table`.
+    static func fingerprint(_ table: Table, schema: SQLIdentifier, on db: SchemaDatabase) async throws -> Fingerprint {
+        let row = try await db.fetchAll(try SQLTemplate(
+            """
+            SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '')
+            FROM (SELECT md5(t::text) AS h FROM \(schema.quoted).\(SQLIdentifier.quote(table.name)) t) rows
+            """)).first
+        let (count, checksum) = try row?.decode((Int64, String).self) ?? (Int64(0), "")
+        return Fingerprint(rows: count, checksum: checksum)
+    }
+
+    /// Makes every table of `schema` refuse writes (`25006`), inside `transaction`, noting where
+    /// the tenant went.
+    static func freeze(_ schema: SQLIdentifier, movedTo placement: String, in transaction: SchemaDatabase) async throws {
+        let function = "\(schema.quoted).\(SQLIdentifier.quote(freezeFunction))"
+        try await transaction.execute(try SQLTemplate(
+            """
+            CREATE FUNCTION \(function)() RETURNS trigger LANGUAGE plpgsql AS $body$
+            BEGIN
+                RAISE EXCEPTION 'this tenant schema was moved to another placement and is read-only' USING ERRCODE = '25006';
+            END
+            $body$
+            """))
+        // The note holds a placement name and a time: characters a literal carries as they are.
+        try Placement.validate(name: placement)
+        let note = "moved to placement \(placement) at \(ISO8601DateFormatter().string(from: Date()))"
+        try await transaction.execute(try SQLTemplate("COMMENT ON FUNCTION \(function)() IS '\(note)'"))
+        let tables = try await transaction.fetchAll(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+            schema.name, as: String.self)
+        for table in tables {
+            try await transaction.execute(try SQLTemplate(
+                "CREATE TRIGGER \(SQLIdentifier.quote(freezeFunction)) BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON \(schema.quoted).\(SQLIdentifier.quote(table)) FOR EACH STATEMENT EXECUTE FUNCTION \(function)()"))
+        }
+    }
+
+    /// Whether `schema` was frozen by ``freeze(_:movedTo:in:)``.
+    static func isFrozen(_ schema: SQLIdentifier, on db: SchemaDatabase) async throws -> Bool {
+        try await db.fetchValue("SELECT to_regprocedure($1) IS NOT NULL", "\(schema.quoted).\(SQLIdentifier.quote(freezeFunction))()", as: Bool.self) == true
+    }
+
+    /// Lets `schema` take writes again: its freeze function and every trigger on it go.
+    static func unfreeze(_ schema: SQLIdentifier, in transaction: SchemaDatabase) async throws {
+        try await transaction.execute(try SQLTemplate("DROP FUNCTION IF EXISTS \(schema.quoted).\(SQLIdentifier.quote(freezeFunction))() CASCADE"))
+    }
+}

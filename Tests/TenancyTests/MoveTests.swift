@@ -1,0 +1,155 @@
+import Foundation
+import SchemaDB
+import SchemaDBTesting
+import Testing
+@testable import Tenancy
+
+/// Offline moves of a tenant between placements: every row arrives, a process killed at any
+/// step leaves a move that is finished or rolled back, and no acknowledged write is lost.
+@Suite(integration, .timeLimit(.minutes(3)))
+struct MoveTests {
+    /// A fixture with placement `eu-2` (an empty database of its own) and tenant `acme` on
+    /// the default placement, holding accounts and invoices.
+    static func withMovableTenant(_ store: StoreKind, _ body: @escaping @Sendable (TenancyFixture, Tenancy, DatabaseConfig) async throws -> Void) async throws {
+        try await PlacementTests.withPlacements(store, count: 1) { fixture, databases in
+            let tenancy = try PlacementTests.makeTenancy(fixture)
+            try await PlacementTests.running(tenancy) {
+                _ = try await tenancy.addPlacement("eu-2", database: databases[0])
+                _ = try await tenancy.create("acme", placement: "default")
+                let acme = try await tenancy.database(for: "acme")
+                for index in 1...40 {
+                    let email = index % 7 == 0 ? "zoë+\(index)@acme.test\t'\"\\" : "user\(index)@acme.test"
+                    let id = try await acme.insertReturningID("INSERT INTO {{tables.accounts}} (email, balance) VALUES ($1, $2)", email, index * 10, as: Int.self)
+                    try await acme.execute("INSERT INTO {{tables.invoices}} (account_id, total) VALUES ($1, $2)", id, Decimal(string: "\(index).25")!)
+                }
+                try await body(fixture, tenancy, databases[0])
+            }
+        }
+    }
+
+    /// Every account email of `slug`, read through its handle.
+    static func emails(_ tenancy: Tenancy, _ slug: String) async throws -> [String] {
+        try await tenancy.database(for: slug).fetchAll("SELECT email FROM {{tables.accounts}} ORDER BY id", as: String.self)
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func anOfflineMoveCopiesEveryRowFreezesTheSourceAndSwitchesTheTenant(store: StoreKind) async throws {
+        try await Self.withMovableTenant(store) { fixture, tenancy, other in
+            let before = try await Self.emails(tenancy, "acme")
+            let stale = try await tenancy.database(for: "acme")
+            let report = try await tenancy.move("acme", to: "eu-2")
+            #expect(report.outcome == .moved && report.rows == 80 && report.tables == 2 && report.tenant.placement == "eu-2" && report.tenant.state == .active)
+            #expect(try await tenancy.tenant("acme")?.placement == "eu-2")
+
+            // The handle now routes to the copy, which has every row and continues its sequences.
+            #expect(try await Self.emails(tenancy, "acme") == before)
+            let acme = try await tenancy.database(for: "acme")
+            let next = try await acme.insertReturningID("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "new@acme.test", as: Int.self)
+            #expect(next == 41)
+            let total = try await acme.fetchValue("SELECT sum(total)::text FROM {{tables.invoices}}", as: String.self)
+            #expect(total == "830.00")
+            #expect(try await PlacementTests.schemaExists(report.tenant.schema, in: other))
+
+            // The source stays, frozen: a handle taken before the move can no longer write.
+            await #expect { try await stale.execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "lost@acme.test") } throws: {
+                ($0 as? SchemaDBError)?.sqlState == "25006"
+            }
+            #expect(try await stale.fetchValue("SELECT count(*) FROM {{tables.accounts}}", as: Int.self) == 40)
+            #expect(try await tenancy.registry.events(for: TenantSlug("acme")).prefix(2).map(\.kind) == [.moved, .moveStarted])
+
+            // Moving back drops the frozen leftover and copies the new row too.
+            let back = try await tenancy.move("acme", to: "default")
+            #expect(back.outcome == .moved && back.rows == 81)
+            #expect(try await Self.emails(tenancy, "acme") == before + ["new@acme.test"])
+            #expect(try await tenancy.move("acme", to: "default").outcome == .alreadyThere)
+        }
+    }
+
+    @Test(arguments: MoveStep.allCases)
+    func aMoveKilledAtAnyStepIsFinishedByAnotherProcess(step: MoveStep) async throws {
+        try await Self.withMovableTenant(.postgres) { fixture, tenancy, other in
+            let before = try await Self.emails(tenancy, "acme")
+            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", stoppingAfter: step) }
+            #expect(try await tenancy.tenant("acme")?.state == .moving)
+            #expect(await errorCode { try await tenancy.database(for: "acme") } == .tenantMoving)
+            #expect(try await tenancy.reconcile().findings.contains { $0.kind == .unfinishedMove && $0.detail.contains("did not finish") })
+
+            let second = try PlacementTests.makeTenancy(fixture)
+            try await PlacementTests.running(second) {
+                let report = try await second.resumeMove("acme")
+                #expect(report.outcome == .moved && report.tenant.placement == "eu-2" && report.tenant.state == .active)
+                #expect(try await Self.emails(second, "acme") == before)
+                #expect(try await second.reconcile().findings.allSatisfy { $0.kind == .orphanSchema })
+            }
+            #expect(try await PlacementTests.schemaExists(try #require(try await tenancy.tenant("acme")).schema, in: other))
+        }
+    }
+
+    @Test(arguments: MoveStep.allCases)
+    func aMoveKilledAtAnyStepIsRolledBackLeavingTheSourceWritable(step: MoveStep) async throws {
+        try await Self.withMovableTenant(.sqlite) { fixture, tenancy, other in
+            let schema = try #require(try await tenancy.tenant("acme")).schema
+            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", stoppingAfter: step) }
+            let report = try await tenancy.abortMove("acme")
+            #expect(report.outcome == .rolledBack && report.tenant.placement == "default" && report.tenant.state == .active)
+            #expect(try await PlacementTests.schemaExists(schema, in: other) == false)
+            try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "after@acme.test")
+            #expect(try await Self.emails(tenancy, "acme").count == 41)
+            #expect(try await tenancy.reconcile().findings.isEmpty)
+        }
+    }
+
+    @Test func aMovingTenantIsLockedAgainstOtherChanges() async throws {
+        try await Self.withMovableTenant(.sqlite) { fixture, tenancy, _ in
+            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", stoppingAfter: .markedMoving) }
+            #expect(await errorCode { try await tenancy.suspend("acme") } == .tenantMoving)
+            #expect(await errorCode { try await tenancy.rename("acme", to: "acme-2") } == .tenantMoving)
+            #expect(await errorCode { try await tenancy.delete("acme", confirmingDataLoss: true) } == .illegalTransition)
+            #expect(await errorCode { try await tenancy.create("acme") } == .tenantMoving)
+            #expect(await errorCode { try await tenancy.move("acme", to: "default") } == .tenantMoving)
+            try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id serial PRIMARY KEY);")
+            let upgraded = try PlacementTests.makeTenancy(fixture)
+            try await PlacementTests.running(upgraded) {
+                let run = try await upgraded.fleet.run(.all)
+                #expect(run.failures.map(\.slug) == ["acme"] && run.failures.first?.error?.contains("moving") == true)
+                // The new release finishes the move at the level the tenant was at, then migrates it.
+                let finished = try await upgraded.resumeMove("acme")
+                #expect(finished.outcome == .moved)
+                #expect(await errorCode { try await upgraded.database(for: "acme") } == .migrationPending)
+                #expect(try await upgraded.fleet.resume(runID: run.run.id).run.status == .completed)
+                // The refusal cached a moment ago lifts within the directory's short refusal time.
+                try await eventually("the migrated tenant is served") {
+                    (try? await upgraded.database(for: "acme").fetchValue("SELECT count(*) FROM {{tables.notes}}", as: Int.self)) == 0
+                }
+            }
+        }
+    }
+
+    @Test func noAcknowledgedWriteIsLostWhileAWriterRunsThroughTheMove() async throws {
+        try await Self.withMovableTenant(.postgres) { fixture, tenancy, _ in
+            let writer = Task {
+                var (index, acknowledged) = (0, [String]())
+                while !Task.isCancelled {
+                    index += 1
+                    let email = "w\(index)@acme.test"
+                    do {
+                        try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", email)
+                        acknowledged.append(email)
+                    } catch {
+                        try? await Task.sleep(for: .milliseconds(5))
+                    }
+                }
+                return acknowledged
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            _ = try await tenancy.move("acme", to: "eu-2")
+            try await Task.sleep(for: .milliseconds(300))
+            writer.cancel()
+            let written = await writer.value
+            let found = Set(try await Self.emails(tenancy, "acme"))
+            #expect(written.count > 10)
+            #expect(written.filter { !found.contains($0) }.isEmpty, "acknowledged writes missing on the target")
+            #expect(try await tenancy.tenant("acme")?.placement == "eu-2")
+        }
+    }
+}
