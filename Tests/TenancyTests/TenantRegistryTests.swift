@@ -28,9 +28,9 @@ import Testing
     @Test(arguments: TenantState.allCases)
     func theLifecycleAllowsOnlyItsDocumentedMoves(from state: TenantState) {
         let expected: [TenantState: Set<TenantState>] = [
-            .provisioning: [.active, .failed, .spare], .active: [.suspended, .deleting], .suspended: [.active, .deleting],
+            .provisioning: [.active, .failed, .spare], .active: [.suspended, .deleting, .moving], .suspended: [.active, .deleting, .moving],
             .deleting: [.deleted, .active, .suspended, .failed, .spare], .deleted: [], .failed: [.provisioning, .active, .deleting],
-            .spare: [.active, .deleting, .deleted],
+            .spare: [.active, .deleting, .deleted], .moving: [.active, .suspended],
         ]
         for next in TenantState.allCases {
             #expect(state.canMove(to: next) == expected[state]!.contains(next), "\(state) → \(next)")

@@ -45,8 +45,20 @@ struct PlacementCommandTests {
                 #expect(try await cli.run("placements", "open", "eu-2").status == 0)
                 #expect(try await cli.run("placements", "weight", "eu-2", "0").status == 2)
 
+                // Moves: offline only for now, and said so; the tenant and its rows follow.
+                try await cli.pool.database(schema: try await cli.schema(of: "initech")).execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "a@initech.test")
+                let online = try await cli.run("move", "initech", "--to", "eu-2")
+                #expect(online.status == 2 && online.stderr.contains("--offline"))
+                let moved = try await cli.json("move", "initech", "--to", "eu-2", "--offline")
+                #expect(moved["outcome"] as? String == "moved" && moved["placement"] as? String == "eu-2" && moved["rows"] as? Int == 1)
+                #expect(try await cli.json("show", "initech")["placement"] as? String == "eu-2")
+                let notMoving = try await cli.run("move", "initech", "--resume")
+                #expect(notMoving.status == 1 && notMoving.stderr.contains("not moving"))
+                #expect(try await cli.run("move", "initech", "--to", "nowhere", "--offline").status == 2)
+
                 let dropped = try await cli.run("drop", "acme", "--yes")
                 #expect(dropped.status == 0, "\(dropped.stderr)")
+                #expect(try await cli.run("drop", "initech", "--yes").status == 0)
             }
         }
     }

@@ -12,6 +12,8 @@ struct MigrateCommand: AsyncParsableCommand {
     @Flag(help: "Every active and suspended tenant, and every spare schema.") var all = false
     @Argument(help: "Tenants to migrate.") var slugs: [String] = []
     @Option(parsing: .unconditional, help: "Tenants migrated at once.") var concurrency: Int = 4
+    @Option(parsing: .unconditional, help: "Tenants of one placement migrated at once (default: an even share of --concurrency).")
+    var concurrencyPerPlacement: Int?
     @Option(parsing: .unconditional, help: "Migrate the first K tenants one at a time; abort if any fails.") var canary: Int = 0
     @Option(name: .customLong("max-failures"), parsing: .unconditional, help: "Abort once more than N tenants failed.") var maxFailures: Int?
     @Flag(name: .customLong("dry-run"), help: "Print what would run, change nothing.") var dryRun = false
@@ -31,6 +33,7 @@ struct MigrateCommand: AsyncParsableCommand {
         }
         var fleetOptions = FleetMigrator.Options()
         fleetOptions.concurrency = concurrency
+        fleetOptions.concurrencyPerPlacement = concurrencyPerPlacement
         fleetOptions.canary = canary
         fleetOptions.maxFailures = maxFailures
         fleetOptions.tenantLockTimeout = .milliseconds(Int64(lockTimeout * 1000))
@@ -69,6 +72,9 @@ struct MigrateCommand: AsyncParsableCommand {
         }
         if dryRun && resume != nil { throw UsageError("--dry-run plans a new run; it cannot be combined with --resume") }
         guard concurrency >= 1 && concurrency <= 256 else { throw UsageError("--concurrency must be from 1 to 256, not \(concurrency)") }
+        if let perPlacement = concurrencyPerPlacement, !(1...256).contains(perPlacement) {
+            throw UsageError("--concurrency-per-placement must be from 1 to 256, not \(perPlacement)")
+        }
         guard canary >= 0 else { throw UsageError("--canary must be 0 or more") }
         if let maxFailures, maxFailures < 0 { throw UsageError("--max-failures must be 0 or more") }
         if let wait, wait < 0 { throw UsageError("--wait must be 0 or more seconds") }
