@@ -133,3 +133,44 @@ extension Tenancy {
         try await lifecycle.abortMove(try TenantSlug(slug))
     }
 }
+
+extension Tenancy {
+    /// An old schema a move left read-only on a placement.
+    public struct MovedAwaySchema: Sendable, Hashable, Codable {
+        public var placement: String
+        public var schema: String
+        /// Where the tenant went and when, as the move noted it.
+        public var note: String
+        /// Whether it was dropped.
+        public var dropped: Bool
+    }
+
+    /// Drops the old schemas that moves left read-only, once they are `olderThan` old: on every
+    /// reachable placement, each frozen schema with this fleet's prefix whose tenant lives on
+    /// another placement (and is not moving). Unreachable placements are skipped.
+    /// - Returns: Every such schema found, dropped or kept.
+    public func dropMovedAwaySchemas(olderThan age: Duration = .zero) async throws -> [MovedAwaySchema] {
+        try await ready()
+        let store = registry.store
+        var found: [MovedAwaySchema] = []
+        for placement in try await store.placements() {
+            guard let pool = try? await placements.pool(for: placement.name) else { continue }
+            let frozen = try await SchemaCopier.frozenSchemas(prefix: configuration.schemaPrefix, on: pool.database(schema: nil))
+            guard !frozen.isEmpty else { continue }
+            let rows = Dictionary(try await store.records(in: nil).map { ($0.schema, $0) }, uniquingKeysWith: { first, _ in first })
+            for (schema, note) in frozen.sorted(by: { $0.key < $1.key }) {
+                var entry = MovedAwaySchema(placement: placement.name, schema: schema, note: note, dropped: false)
+                defer { found.append(entry) }
+                // Only the leftover of a finished move: its tenant lives elsewhere and is not moving.
+                guard let row = rows[schema], row.placement != placement.name, row.state != .moving, row.move == nil else { continue }
+                guard let frozenAt = SchemaCopier.frozenAt(note), Date().timeIntervalSince(frozenAt) >= Double(age.wholeMilliseconds) / 1000 else { continue }
+                try await pool.database(schema: nil).withTransaction { tx in
+                    try await Provisioner.drop(try SQLIdentifier(schema), in: tx, lockTimeout: configuration.lockTimeout)
+                }
+                entry.dropped = true
+                logger.info("dropped the read-only schema a move left behind", metadata: [TenancyLoggingKeys.tenantSchema: "\(schema)", TenancyLoggingKeys.placement: "\(placement.name)"])
+            }
+        }
+        return found
+    }
+}

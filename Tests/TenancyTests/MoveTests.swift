@@ -57,11 +57,21 @@ struct MoveTests {
             #expect(try await stale.fetchValue("SELECT count(*) FROM {{tables.accounts}}", as: Int.self) == 40)
             #expect(try await tenancy.registry.events(for: TenantSlug("acme")).prefix(2).map(\.kind) == [.moved, .moveStarted])
 
-            // Moving back drops the frozen leftover and copies the new row too.
+            // Reconcile reports the frozen source, which needs nothing; cleanup drops it once old enough.
+            let reconciled = try await tenancy.reconcile()
+            #expect(reconciled.isClean && reconciled.findings.map(\.kind) == [.movedAwaySchema])
+            #expect(try await tenancy.dropMovedAwaySchemas(olderThan: .seconds(3600)).map(\.dropped) == [false])
+            #expect(try await fixture.existingSchemas() == [report.tenant.schema])
+
+            // Moving back drops the frozen leftover (on eu-2 now) and copies the new row too.
             let back = try await tenancy.move("acme", to: "default")
             #expect(back.outcome == .moved && back.rows == 81)
             #expect(try await Self.emails(tenancy, "acme") == before + ["new@acme.test"])
             #expect(try await tenancy.move("acme", to: "default").outcome == .alreadyThere)
+            let cleaned = try await tenancy.dropMovedAwaySchemas()
+            #expect(cleaned.map(\.placement) == ["eu-2"] && cleaned.allSatisfy(\.dropped))
+            #expect(try await PlacementTests.schemaExists(report.tenant.schema, in: other) == false)
+            #expect(try await tenancy.reconcile().findings.isEmpty)
         }
     }
 
@@ -79,7 +89,8 @@ struct MoveTests {
                 let report = try await second.resumeMove("acme")
                 #expect(report.outcome == .moved && report.tenant.placement == "eu-2" && report.tenant.state == .active)
                 #expect(try await Self.emails(second, "acme") == before)
-                #expect(try await second.reconcile().findings.allSatisfy { $0.kind == .orphanSchema })
+                let reconciled = try await second.reconcile()
+                #expect(reconciled.isClean && reconciled.findings.map(\.kind) == [.movedAwaySchema])
             }
             #expect(try await PlacementTests.schemaExists(try #require(try await tenancy.tenant("acme")).schema, in: other))
         }

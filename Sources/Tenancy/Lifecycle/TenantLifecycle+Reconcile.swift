@@ -30,6 +30,12 @@ public struct ReconcileReport: Sendable, Hashable, Codable {
         /// A tenant left `moving` by a move that is not running: `move --resume` finishes it,
         /// `move --abort` rolls it back.
         case unfinishedMove = "unfinished_move"
+        /// The old schema of a tenant that moved to another placement, kept read-only for a
+        /// rollback by hand. Nothing needs doing; `tenantctl placements cleanup` drops it.
+        case movedAwaySchema = "moved_away_schema"
+
+        /// Whether the finding needs someone to act on it: every kind but ``movedAwaySchema``.
+        public var needsAttention: Bool { self != .movedAwaySchema }
     }
 
     /// One disagreement.
@@ -46,8 +52,9 @@ public struct ReconcileReport: Sendable, Hashable, Codable {
 
     public var findings: [Finding]
 
-    /// Whether the registry and the database agree (after any fixes).
-    public var isClean: Bool { findings.allSatisfy(\.fixed) }
+    /// Whether the registry and the database agree (after any fixes): every finding that
+    /// needs attention was fixed.
+    public var isClean: Bool { findings.allSatisfy { $0.fixed || !$0.kind.needsAttention } }
 }
 
 extension TenantLifecycle {
@@ -93,7 +100,13 @@ extension TenantLifecycle {
         var findings: [ReconcileReport.Finding] = []
 
         let owned = Set(rows.filter { $0.state != .deleted }.map(\.schema) + incoming.map(\.schema))
+        let movedAway = try await SchemaCopier.frozenSchemas(prefix: schemaPrefix, on: pool.database(schema: nil))
         for schema in existing.subtracting(owned).sorted() {
+            if let note = movedAway[schema] {
+                findings.append(.init(kind: .movedAwaySchema, slug: nil, schema: schema,
+                                      detail: "read-only, \(note); tenantctl placements cleanup drops it", fixed: false))
+                continue
+            }
             let owner = rows.first { $0.schema == schema }
             findings.append(.init(kind: .orphanSchema, slug: owner?.slug, schema: schema,
                                   detail: owner.map { "the schema of a \($0.state.rawValue) row still exists" } ?? "no tenant or spare owns this schema", fixed: false))

@@ -134,6 +134,27 @@ enum SchemaCopier {
         try await db.fetchValue("SELECT to_regprocedure($1) IS NOT NULL", "\(schema.quoted).\(SQLIdentifier.quote(freezeFunction))()", as: Bool.self) == true
     }
 
+    /// The frozen schemas whose names start with `prefix`, with the note each was frozen with
+    /// (where the tenant went, and when).
+    static func frozenSchemas(prefix: String, on db: SchemaDatabase) async throws -> [String: String] {
+        var frozen: [String: String] = [:]
+        for row in try await db.fetchAll(
+            """
+            SELECT n.nspname::text, coalesce(obj_description(p.oid, 'pg_proc'), 'moved away') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE p.proname = $1 AND starts_with(n.nspname, $2)
+            """, freezeFunction, prefix) {
+            let (schema, note) = try row.decode((String, String).self)
+            frozen[schema] = note
+        }
+        return frozen
+    }
+
+    /// When `note` (as ``freeze(_:movedTo:in:)`` writes it) says the schema was frozen.
+    static func frozenAt(_ note: String) -> Date? {
+        guard let range = note.range(of: " at ", options: .backwards) else { return nil }
+        return ISO8601DateFormatter().date(from: String(note[range.upperBound...]))
+    }
+
     /// Lets `schema` take writes again: its freeze function and every trigger on it go.
     static func unfreeze(_ schema: SQLIdentifier, in transaction: SchemaDatabase) async throws {
         try await transaction.execute(try SQLTemplate("DROP FUNCTION IF EXISTS \(schema.quoted).\(SQLIdentifier.quote(freezeFunction))() CASCADE"))

@@ -23,12 +23,12 @@ struct DoctorCommand: AsyncParsableCommand {
             guard !report.findings.isEmpty else { return "the registry and the database agree" }
             var table = TextTable("finding", "tenant", "schema", "fixed", "detail")
             for finding in report.findings {
-                table.add(finding.kind.rawValue, finding.slug ?? "-", finding.schema, finding.fixed ? "yes" : "no", finding.detail)
+                table.add(finding.kind.rawValue, finding.slug ?? "-", finding.schema, finding.fixed ? "yes" : (finding.kind.needsAttention ? "no" : "-"), finding.detail)
             }
             return table.render()
         }
         if !report.isClean {
-            let open = report.findings.filter { !$0.fixed }.count
+            let open = report.findings.filter { !$0.fixed && $0.kind.needsAttention }.count
             Output.note("error: \(open) findings need attention" + (fix ? "" : "; run doctor --fix to repair the safe ones"))
             throw ReportedFailure(code: ExitStatus.failure)
         }

@@ -7,7 +7,7 @@ struct PlacementsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "placements",
         abstract: "The PostgreSQL databases tenants live on: add one, list them, drain or open one.",
-        subcommands: [List.self, Show.self, Add.self, Drain.self, Open.self, Weight.self],
+        subcommands: [List.self, Show.self, Add.self, Drain.self, Open.self, Weight.self, Cleanup.self],
         defaultSubcommand: List.self)
 
     /// A placement as `--json` prints it.
@@ -161,6 +161,26 @@ struct PlacementsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await PlacementsCommand.set(name, state: nil, weight: weight, options: options) { "placement \($0.name) has weight \($0.weight)" }
+        }
+    }
+
+    struct Cleanup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "cleanup", abstract: "Drop the read-only schemas moves left behind on their old placements.")
+
+        @Option(parsing: .unconditional, help: "Keep those frozen less than this many seconds ago.") var olderThan: Int = 0
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            guard olderThan >= 0 else { throw UsageError("--older-than must be 0 or more seconds, not \(olderThan)") }
+            let context = try CommandContext(options)
+            let schemas = try await context.withTenancy(needsMigrations: false) { try await $0.dropMovedAwaySchemas(olderThan: .seconds(olderThan)) }
+            context.output.emit(schemas) {
+                guard !schemas.isEmpty else { return "no schema left behind by a move" }
+                var table = TextTable("placement", "schema", "dropped", "note")
+                for schema in schemas { table.add(schema.placement, schema.schema, schema.dropped ? "yes" : "no", schema.note) }
+                return table.render()
+            }
         }
     }
 

@@ -77,9 +77,16 @@ struct ListCommand: AsyncParsableCommand {
         let views = tenants.map { TenantView($0, current: current) }
         context.output.emit(views) {
             guard !views.isEmpty else { return "no tenants" + (state.map { " in state \($0.rawValue)" } ?? "") }
-            var table = TextTable("slug", "schema", "status", "migration", "name")
+            // The placement column appears once tenants live on more than one database.
+            let placed = views.contains { $0.placement != Placement.defaultName }
+            var table = placed ? TextTable("slug", "schema", "placement", "status", "migration", "name") : TextTable("slug", "schema", "status", "migration", "name")
             for view in views {
-                table.add(view.slug, view.schema, view.status, (view.migrationLevel ?? "-") + (view.upToDate || view.status == "deleted" ? "" : " (behind)"), view.displayName ?? "")
+                let migration = (view.migrationLevel ?? "-") + (view.upToDate || view.status == "deleted" ? "" : " (behind)")
+                if placed {
+                    table.add(view.slug, view.schema, view.placement, view.status, migration, view.displayName ?? "")
+                } else {
+                    table.add(view.slug, view.schema, view.status, migration, view.displayName ?? "")
+                }
             }
             return table.render()
         }
