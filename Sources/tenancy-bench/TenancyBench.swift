@@ -10,9 +10,9 @@ import Tenancy
 @main
 struct TenancyBench: AsyncParsableCommand {
     enum Scenario: String, CaseIterable, ExpressibleByArgument {
-        case provision, fleet, query, onboarding, claimers, invalidation, directory, registry, scale
+        case provision, fleet, query, onboarding, claimers, invalidation, directory, registry, move, scale
 
-        static let defaults: [Scenario] = [.provision, .fleet, .query, .onboarding, .claimers, .invalidation, .directory, .registry]
+        static let defaults: [Scenario] = [.provision, .fleet, .query, .onboarding, .claimers, .invalidation, .directory, .registry, .move]
     }
 
     static let configuration = CommandConfiguration(
@@ -49,6 +49,9 @@ struct TenancyBench: AsyncParsableCommand {
 
     @Option(help: "Tenants in the registry scenario.")
     var registryRows = 100_000
+
+    @Option(help: "Rows of the larger tenant of the move scenario (about 100 MB by default); the smaller has a tenth.")
+    var moveRows = 300_000
 
     @Option(help: "Rounds of the invalidation scenario; each changes one tenant four times.")
     var invalidationRounds = 25
@@ -94,7 +97,7 @@ struct TenancyBench: AsyncParsableCommand {
 
     func validate() throws {
         for (name, value) in [("tenants", tenants), ("concurrency", concurrency), ("scale-tenants", scaleTenants), ("query-calls", queryCalls),
-                              ("directory-tenants", directoryTenants), ("registry-rows", registryRows), ("invalidation-rounds", invalidationRounds)] where value < 1 {
+                              ("directory-tenants", directoryTenants), ("registry-rows", registryRows), ("invalidation-rounds", invalidationRounds), ("move-rows", moveRows)] where value < 1 {
             throw ValidationError("--\(name) must be at least 1, not \(value)")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
@@ -132,7 +135,7 @@ struct TenancyBench: AsyncParsableCommand {
         defer { if workDir == nil { try? FileManager.default.removeItem(at: workDirectory) } }
         let context = BenchContext(
             databaseURL: url, databaseConfig: config, tenants: tenants, concurrency: concurrency, queryCalls: queryCalls,
-            directoryTenants: directoryTenants, registryRows: registryRows, scaleTenants: scaleTenants,
+            directoryTenants: directoryTenants, registryRows: registryRows, moveRows: moveRows, scaleTenants: scaleTenants,
             migrationsDirectory: URL(fileURLWithPath: migrations), workDirectory: workDirectory,
             psqlPath: try resolvePSQL(), logger: Logger(label: "tenancy-bench"))
         let server = try await serverInfo(context)
@@ -157,6 +160,7 @@ struct TenancyBench: AsyncParsableCommand {
                 for store in BenchStore.allCases { results.append(try await InvalidationScenario.run(context, store: store, rounds: invalidationRounds)) }
             case .directory: results.append(try await DirectoryScenario.run(context))
             case .registry: results.append(try await RegistryScenario.run(context))
+            case .move: results.append(try await MoveScenario.run(context))
             case .scale: results.append(emitScenarioResults ? try await ScaleScenario.run(context) : try await runInChildProcess(.scale, context))
             }
         }
@@ -171,7 +175,7 @@ struct TenancyBench: AsyncParsableCommand {
                            operatingSystem: ProcessInfo.processInfo.operatingSystemVersionString),
             postgres: server,
             parameters: .init(tenants: tenants, concurrency: concurrency, queryCalls: queryCalls, directoryTenants: directoryTenants,
-                              registryRows: registryRows, scaleTenants: selectedScenarios.contains(.scale) ? scaleTenants : nil,
+                              registryRows: registryRows, moveRows: moveRows, scaleTenants: selectedScenarios.contains(.scale) ? scaleTenants : nil,
                               scenarios: selectedScenarios.map(\.rawValue), build: build),
             results: results)
         let header = "tenancy-bench: \(tenants) tenants, concurrency \(concurrency), PostgreSQL \(server.version) (fsync \(server.fsync)), \(report.machine.cores) cores, \(build) build"

@@ -15,7 +15,7 @@ struct TenancyBenchTests {
         try await CLIFixture.run { cli in
             let output = cli.directory.appendingPathComponent("bench.json")
             let result = try await cli.start(arguments: [
-                "--tenants", "3", "--concurrency", "2", "--query-calls", "500", "--directory-tenants", "100", "--registry-rows", "500", "--invalidation-rounds", "2",
+                "--tenants", "3", "--concurrency", "2", "--query-calls", "500", "--directory-tenants", "100", "--registry-rows", "500", "--invalidation-rounds", "2", "--move-rows", "200",
                 "--scale", "--scale-tenants", "4", "--migrations", Self.repositoryMigrations,
                 "--work-dir", cli.directory.appendingPathComponent("work").path, "--output", output.path,
             ], executable: Self.binary).result()
@@ -25,8 +25,9 @@ struct TenancyBenchTests {
             let scenarios = try #require(report["scenarios"] as? [String: [String: Double]])
             #expect(Set(scenarios.keys) == [
                 "provision", "fleet", "query", "onboarding", "onboarding_postgres", "claimers_sqlite", "claimers_postgres",
-                "invalidation_sqlite", "invalidation_postgres", "directory", "registry", "scale",
+                "invalidation_sqlite", "invalidation_postgres", "directory", "registry", "move", "scale",
             ])
+            #expect(scenarios["move"]?["large_move_seconds"] ?? 0 > 0 && scenarios["move"]?["small_psql_copy_seconds"] ?? 0 > 0)
             #expect(scenarios["provision"]?["psql_tenants_per_second"] ?? 0 > 0)
             #expect(scenarios["provision"]?["concurrent_tenants_per_second"] ?? 0 > 0)
             #expect(scenarios["fleet"]?["concurrent_tenants_per_second"] ?? 0 > 0)

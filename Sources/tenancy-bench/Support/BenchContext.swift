@@ -12,6 +12,7 @@ struct BenchContext: Sendable {
     let queryCalls: Int
     let directoryTenants: Int
     let registryRows: Int
+    let moveRows: Int
     let scaleTenants: Int
     let migrationsDirectory: URL
     let workDirectory: URL

@@ -92,6 +92,7 @@ struct BenchReport: Sendable, Encodable {
         var queryCalls: Int
         var directoryTenants: Int
         var registryRows: Int
+        var moveRows: Int
         var scaleTenants: Int?
         var scenarios: [String]
         var build: String
