@@ -326,6 +326,7 @@ public final class Tenancy: Service, Sendable {
     public func migrationHistory(for slug: String, limit: Int = 50) async throws -> [AppliedMigration] {
         let record = try await lifecycle.record(try TenantSlug(slug))
         guard record.state == .active || record.state == .suspended else { return [] }
+        let pool = try await placements.pool(for: record.placement)
         do {
             var options = SchemaMigrator.Options()
             options.createsSchema = false

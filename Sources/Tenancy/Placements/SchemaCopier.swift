@@ -72,12 +72,18 @@ enum SchemaCopier {
         let select = table.columns.map { SQLIdentifier.quote($0) + "::text" }.joined(separator: ", ")
         try await source.execute(try SQLTemplate("DECLARE \(cursor) NO SCROLL CURSOR FOR SELECT \(select) FROM \(schema.quoted).\(SQLIdentifier.quote(table.name))"))
         let into = target.withSchema(schema)
+        let fetch = try SQLTemplate("FETCH \(batch) FROM \(cursor)")
+        let fetchBatch = { @Sendable () async throws -> [[String?]] in
+            try await source.fetchAll(fetch).map { row in try row.map { cell in try cell.decode(String?.self) } }
+        }
         var copied = 0
-        while true {
-            let rows = try await source.fetchAll(try SQLTemplate("FETCH \(batch) FROM \(cursor)"))
-            if rows.isEmpty { break }
-            let values: [[(any CopyValue)?]] = try rows.map { row in try row.map { cell in try cell.decode(String?.self) } }
+        var rows = try await fetchBatch()
+        // The next batch is read from the source while this one is written to the target.
+        while !rows.isEmpty {
+            async let next = fetchBatch()
+            let values = rows.map { row in row.map { $0 as (any CopyValue)? } }
             copied += try await into.copyRows(into: table.name, columns: table.columns, rows: values)
+            rows = try await next
         }
         try await source.execute(try SQLTemplate("CLOSE \(cursor)"))
         return copied

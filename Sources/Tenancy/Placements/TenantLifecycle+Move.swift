@@ -198,7 +198,10 @@ extension TenantLifecycle {
                 for table in tables { rows += Int64(try await SchemaCopier.copy(table, schema: schema, from: src, to: dst)) }
                 try await SchemaCopier.copySequences(of: schema, from: src, to: dst)
                 for table in tables {
-                    let (expected, found) = (try await SchemaCopier.fingerprint(table, schema: schema, on: src), try await SchemaCopier.fingerprint(table, schema: schema, on: dst))
+                    // Both sides are read at once: they are different connections.
+                    async let sourceFingerprint = SchemaCopier.fingerprint(table, schema: schema, on: src)
+                    let found = try await SchemaCopier.fingerprint(table, schema: schema, on: dst)
+                    let expected = try await sourceFingerprint
                     guard expected == found else {
                         throw TenancyError(
                             code: .databaseFailed,

@@ -48,7 +48,7 @@ enum MoveScenario {
             _ = try await tenancy.dropMovedAwaySchemas()
         }
         try await context.dropSchemas(prefix: "bench_mv_")
-        try await context.withPool(connections: 1) { pool in
+        _ = try await context.withPool(connections: 1) { pool in
             try await pool.database(schema: nil).execute(try SQLTemplate("DROP DATABASE IF EXISTS \(targetDatabase) WITH (FORCE)"))
         }
         return result
@@ -59,7 +59,7 @@ enum MoveScenario {
     private static func copyThroughPSQL(_ context: BenchContext, schema: String, target: DatabaseConfig) async throws -> Duration {
         let table = "\(SQLIdentifier.quote(schema)).payload"
         let targetURL = target.url(maskingPassword: false)
-        try await DatabasePool.withPool(configuration: target, logger: context.logger) { pool in
+        _ = try await DatabasePool.withPool(configuration: target, logger: context.logger) { pool in
             try await pool.database(schema: nil).execute(try SQLTemplate("TRUNCATE \(table)"))
         }
         let quoted = { (text: String) in "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
