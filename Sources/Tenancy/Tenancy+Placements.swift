@@ -174,3 +174,31 @@ extension Tenancy {
         return found
     }
 }
+
+extension Tenancy {
+    /// The moves that would even out the active and suspended tenants across placements (see
+    /// ``RebalancePlan``), from the registry alone; nothing is changed.
+    public func rebalancePlan(maximumMoves: Int? = nil) async throws -> RebalancePlan {
+        try await ready()
+        let store = registry.store
+        let tenants = try await store.records(in: [.active, .suspended]).compactMap { row in row.slug.map { (slug: $0, placement: row.placement) } }
+        return try RebalancePlan.make(tenants: tenants, placements: try await store.placements(), maximumMoves: maximumMoves)
+    }
+
+    /// Performs `plan`'s moves one at a time (offline moves, see ``move(_:to:)``), skipping a
+    /// tenant that is no longer where the plan found it, and stopping at the first move that
+    /// fails.
+    /// - Parameter progress: Called after each move.
+    /// - Returns: The moves made.
+    @discardableResult
+    public func apply(_ plan: RebalancePlan, progress: (@Sendable (MoveReport) -> Void)? = nil) async throws -> [MoveReport] {
+        var reports: [MoveReport] = []
+        for move in plan.moves {
+            guard let tenant = try await tenant(move.slug), tenant.placement == move.from, tenant.state == .active || tenant.state == .suspended else { continue }
+            let report = try await self.move(move.slug, to: move.to)
+            reports.append(report)
+            progress?(report)
+        }
+        return reports
+    }
+}

@@ -16,7 +16,7 @@ struct TenantCtl: AsyncParsableCommand {
         subcommands: [
             InitCommand.self, CreateCommand.self, ListCommand.self, ShowCommand.self, MigrateCommand.self,
             RunsCommand.self, StatusCommand.self, SuspendCommand.self, ResumeCommand.self, RenameCommand.self,
-            DropCommand.self, SparesCommand.self, PlacementsCommand.self, MoveCommand.self, DoctorCommand.self, NewMigrationCommand.self, RegistryCommand.self,
+            DropCommand.self, SparesCommand.self, PlacementsCommand.self, MoveCommand.self, RebalanceCommand.self, DoctorCommand.self, NewMigrationCommand.self, RegistryCommand.self,
         ])
 
     static func main() async {

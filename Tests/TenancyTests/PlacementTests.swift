@@ -224,6 +224,24 @@ struct PlacementTests {
         }
     }
 
+    @Test func aRebalanceMovesTenantsUntilEachPlacementHasItsShare() async throws {
+        try await Self.withPlacements(.postgres, count: 1) { fixture, databases in
+            let tenancy = try Self.makeTenancy(fixture)
+            try await Self.running(tenancy) {
+                for slug in ["t-1", "t-2", "t-3", "t-4", "t-5"] { _ = try await tenancy.create(slug) }
+                _ = try await tenancy.addPlacement("eu-2", database: databases[0])
+                let plan = try await tenancy.rebalancePlan()
+                #expect(plan.moves.count == 2 && plan.loads.map(\.after) == [3, 2])
+                #expect(try await tenancy.registry.countByPlacement()["eu-2"] == nil)
+                let moved = try await tenancy.apply(plan)
+                #expect(moved.map(\.outcome) == [.moved, .moved])
+                #expect(try await tenancy.registry.countByPlacement().mapValues(\.tenants) == ["default": 3, "eu-2": 2])
+                #expect(try await tenancy.rebalancePlan().moves.isEmpty)
+                for move in plan.moves { #expect(try await tenancy.database(for: move.slug).fetchValue("SELECT count(*) FROM {{tables.accounts}}", as: Int.self) == 0) }
+            }
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func sparesAreKeptAndClaimedPerPlacement(store: StoreKind) async throws {
         try await Self.withPlacements(store, count: 1) { fixture, databases in
@@ -293,6 +311,23 @@ struct PlacementTests {
         await #expect { try await PlacementPolicy.choose(nil, among: [Self.placement("x", state: .draining)], counts: { [:] }) } throws: {
             ($0 as? TenancyError)?.code == .invalidArgument
         }
+    }
+
+    @Test func aRebalancePlanGivesEachOpenPlacementItsShareAndEmptiesDrainingOnes() throws {
+        let placements = [Self.placement("default"), Self.placement("eu-2"), Self.placement("eu-3", weight: 2, state: .draining)]
+        let tenants = (0..<10).map { (slug: "d\($0)", placement: "default") } + (0..<4).map { (slug: "e\($0)", placement: "eu-3") }
+        let plan = try RebalancePlan.make(tenants: tenants, placements: placements)
+        #expect(plan.loads.map(\.target) == [7, 7, 0] && plan.loads.map(\.after) == [7, 7, 0] && plan.loads.map(\.before) == [10, 0, 4])
+        #expect(plan.moves.count == 7 && plan.moves.allSatisfy { $0.to == "eu-2" })
+        #expect(Set(plan.moves.map(\.slug)).count == 7)
+        #expect(try RebalancePlan.make(tenants: tenants, placements: placements, maximumMoves: 2).moves.count == 2)
+        // Weights: 2 to 1 over 9 tenants is 6 and 3.
+        let weighted = try RebalancePlan.make(tenants: (0..<9).map { (slug: "t\($0)", placement: "default") },
+                                              placements: [Self.placement("default"), Self.placement("big", weight: 2)])
+        #expect(weighted.loads.map(\.after) == [3, 6])
+        let balanced = try RebalancePlan.make(tenants: [("a", "default"), ("b", "eu-2")], placements: Array(placements.prefix(2)))
+        #expect(balanced.moves.isEmpty)
+        #expect(throws: TenancyError.self) { try RebalancePlan.make(tenants: [], placements: [Self.placement("x", state: .draining)]) }
     }
 
     @Test func placementNamesAndTheirEnvironmentVariables() throws {

@@ -58,6 +58,13 @@ struct PlacementCommandTests {
                 #expect(notMoving.status == 1 && notMoving.stderr.contains("not moving"))
                 #expect(try await cli.run("move", "initech", "--to", "nowhere", "--offline").status == 2)
 
+                // Rebalance: a plan changes nothing; applying needs --offline.
+                let planned = try await cli.json("rebalance", "--plan")
+                #expect((planned["loads"] as? [[String: Any]])?.map { $0["placement"] as? String } == ["default", "eu-2"])
+                #expect(planned["moves"] is [Any] && planned["applied"] is NSNull)
+                #expect(try await cli.run("rebalance", "--apply").status == 2)
+                #expect(try await cli.run("rebalance", "--plan", "--apply").status == 2)
+
                 let dropped = try await cli.run("drop", "acme", "--yes")
                 #expect(dropped.status == 0, "\(dropped.stderr)")
                 #expect(try await cli.run("drop", "initech", "--yes").status == 0)
