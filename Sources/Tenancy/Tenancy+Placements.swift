@@ -100,24 +100,32 @@ extension Tenancy {
 }
 
 extension Tenancy {
-    /// Moves a tenant's schema to placement `target`, offline: every process refuses the
-    /// tenant (``TenancyError/Code/tenantMoving``) while its tables, locked against writes, are
-    /// copied in one snapshot into a new schema at the same migration level and checked table
-    /// by table (row count and a checksum of every row); then the old schema is frozen
-    /// (its tables refuse writes) and the registry switches the tenant to `target`. The
-    /// frozen schema is kept for a rollback by hand, and reported by reconcile.
+    /// Moves a tenant's schema to placement `target`.
+    ///
+    /// Online (the default), the tenant is served from its placement while PostgreSQL's logical
+    /// replication copies it (the source server needs `wal_level = logical`; the target
+    /// connects to it as this process does, without a password: give the target server a
+    /// password file entry, or certificates); then its tables are locked, the target catches
+    /// up with the last write, and writes wait only for that, the check and the switch.
+    /// Offline, every process refuses the tenant (``TenancyError/Code/tenantMoving``) while its
+    /// tables, locked against writes, are copied in one snapshot. Either way the copy is a new
+    /// schema at the same migration level, checked table by table (row count and a checksum of
+    /// every row) before the old schema is frozen (its tables refuse writes) and the registry
+    /// switches the tenant to `target`. The frozen schema is kept for a rollback by hand, and
+    /// reported by reconcile.
     ///
     /// Calling it again for a tenant left `moving` (a killed process, a lost connection)
     /// finishes the move, like ``resumeMove(_:)``; ``abortMove(_:)`` rolls it back.
     /// - Throws: ``TenancyError`` with code ``TenancyError/Code/placementNotFound`` or
-    ///   ``TenancyError/Code/invalidArgument`` (a draining target),
+    ///   ``TenancyError/Code/invalidArgument`` (a draining target, or a tenant that cannot be
+    ///   replicated online: a server without `wal_level = logical`, a table without a primary key),
     ///   ``TenancyError/Code/migrationPending`` for a tenant behind the migration set,
     ///   ``TenancyError/Code/illegalTransition`` for a tenant that is not active or suspended,
     ///   ``TenancyError/Code/tenantMoving`` for one moving elsewhere,
     ///   ``TenancyError/Code/provisioningInProgress`` while another process moves it.
     @discardableResult
-    public func move(_ slug: String, to target: String) async throws -> MoveReport {
-        try await lifecycle.move(try TenantSlug(slug), to: target)
+    public func move(_ slug: String, to target: String, mode: MoveMode = .online) async throws -> MoveReport {
+        try await lifecycle.move(try TenantSlug(slug), to: target, mode: mode)
     }
 
     /// Finishes the move of a tenant left `moving`.
@@ -185,17 +193,17 @@ extension Tenancy {
         return try RebalancePlan.make(tenants: tenants, placements: try await store.placements(), maximumMoves: maximumMoves)
     }
 
-    /// Performs `plan`'s moves one at a time (offline moves, see ``move(_:to:)``), skipping a
+    /// Performs `plan`'s moves one at a time (see ``move(_:to:mode:)``), skipping a
     /// tenant that is no longer where the plan found it, and stopping at the first move that
     /// fails.
     /// - Parameter progress: Called after each move.
     /// - Returns: The moves made.
     @discardableResult
-    public func apply(_ plan: RebalancePlan, progress: (@Sendable (MoveReport) -> Void)? = nil) async throws -> [MoveReport] {
+    public func apply(_ plan: RebalancePlan, mode: MoveMode = .online, progress: (@Sendable (MoveReport) -> Void)? = nil) async throws -> [MoveReport] {
         var reports: [MoveReport] = []
         for move in plan.moves {
             guard let tenant = try await tenant(move.slug), tenant.placement == move.from, tenant.state == .active || tenant.state == .suspended else { continue }
-            let report = try await self.move(move.slug, to: move.to)
+            let report = try await self.move(move.slug, to: move.to, mode: mode)
             reports.append(report)
             progress?(report)
         }

@@ -37,7 +37,7 @@ struct MoveTests {
         try await Self.withMovableTenant(store) { fixture, tenancy, other in
             let before = try await Self.emails(tenancy, "acme")
             let stale = try await tenancy.database(for: "acme")
-            let report = try await tenancy.move("acme", to: "eu-2")
+            let report = try await tenancy.move("acme", to: "eu-2", mode: .offline)
             #expect(report.outcome == .moved && report.rows == 80 && report.tables == 2 && report.tenant.placement == "eu-2" && report.tenant.state == .active)
             #expect(try await tenancy.tenant("acme")?.placement == "eu-2")
 
@@ -64,10 +64,10 @@ struct MoveTests {
             #expect(try await fixture.existingSchemas() == [report.tenant.schema])
 
             // Moving back drops the frozen leftover (on eu-2 now) and copies the new row too.
-            let back = try await tenancy.move("acme", to: "default")
+            let back = try await tenancy.move("acme", to: "default", mode: .offline)
             #expect(back.outcome == .moved && back.rows == 81)
             #expect(try await Self.emails(tenancy, "acme") == before + ["new@acme.test"])
-            #expect(try await tenancy.move("acme", to: "default").outcome == .alreadyThere)
+            #expect(try await tenancy.move("acme", to: "default", mode: .offline).outcome == .alreadyThere)
             let cleaned = try await tenancy.dropMovedAwaySchemas()
             #expect(cleaned.map(\.placement) == ["eu-2"] && cleaned.allSatisfy(\.dropped))
             #expect(try await PlacementTests.schemaExists(report.tenant.schema, in: other) == false)
@@ -79,7 +79,7 @@ struct MoveTests {
     func aMoveKilledAtAnyStepIsFinishedByAnotherProcess(step: MoveStep) async throws {
         try await Self.withMovableTenant(.postgres) { fixture, tenancy, other in
             let before = try await Self.emails(tenancy, "acme")
-            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", stoppingAfter: step) }
+            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", mode: .offline, stoppingAfter: step) }
             #expect(try await tenancy.tenant("acme")?.state == .moving)
             #expect(await errorCode { try await tenancy.database(for: "acme") } == .tenantMoving)
             #expect(try await tenancy.reconcile().findings.contains { $0.kind == .unfinishedMove && $0.detail.contains("did not finish") })
@@ -100,7 +100,7 @@ struct MoveTests {
     func aMoveKilledAtAnyStepIsRolledBackLeavingTheSourceWritable(step: MoveStep) async throws {
         try await Self.withMovableTenant(.sqlite) { fixture, tenancy, other in
             let schema = try #require(try await tenancy.tenant("acme")).schema
-            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", stoppingAfter: step) }
+            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", mode: .offline, stoppingAfter: step) }
             let report = try await tenancy.abortMove("acme")
             #expect(report.outcome == .rolledBack && report.tenant.placement == "default" && report.tenant.state == .active)
             #expect(try await PlacementTests.schemaExists(schema, in: other) == false)
@@ -112,12 +112,12 @@ struct MoveTests {
 
     @Test func aMovingTenantIsLockedAgainstOtherChanges() async throws {
         try await Self.withMovableTenant(.sqlite) { fixture, tenancy, _ in
-            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", stoppingAfter: .markedMoving) }
+            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", mode: .offline, stoppingAfter: .markedMoving) }
             #expect(await errorCode { try await tenancy.suspend("acme") } == .tenantMoving)
             #expect(await errorCode { try await tenancy.rename("acme", to: "acme-2") } == .tenantMoving)
             #expect(await errorCode { try await tenancy.delete("acme", confirmingDataLoss: true) } == .illegalTransition)
             #expect(await errorCode { try await tenancy.create("acme") } == .tenantMoving)
-            #expect(await errorCode { try await tenancy.move("acme", to: "default") } == .tenantMoving)
+            #expect(await errorCode { try await tenancy.move("acme", to: "default", mode: .offline) } == .tenantMoving)
             try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id serial PRIMARY KEY);")
             let upgraded = try PlacementTests.makeTenancy(fixture)
             try await PlacementTests.running(upgraded) {
@@ -153,7 +153,7 @@ struct MoveTests {
                 return acknowledged
             }
             try await Task.sleep(for: .milliseconds(200))
-            _ = try await tenancy.move("acme", to: "eu-2")
+            _ = try await tenancy.move("acme", to: "eu-2", mode: .offline)
             try await Task.sleep(for: .milliseconds(300))
             writer.cancel()
             let written = await writer.value

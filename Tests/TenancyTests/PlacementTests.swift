@@ -233,7 +233,7 @@ struct PlacementTests {
                 let plan = try await tenancy.rebalancePlan()
                 #expect(plan.moves.count == 2 && plan.loads.map(\.after) == [3, 2])
                 #expect(try await tenancy.registry.countByPlacement()["eu-2"] == nil)
-                let moved = try await tenancy.apply(plan)
+                let moved = try await tenancy.apply(plan, mode: .offline)
                 #expect(moved.map(\.outcome) == [.moved, .moved])
                 #expect(try await tenancy.registry.countByPlacement().mapValues(\.tenants) == ["default": 3, "eu-2": 2])
                 #expect(try await tenancy.rebalancePlan().moves.isEmpty)

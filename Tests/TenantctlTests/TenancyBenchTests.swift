@@ -27,7 +27,7 @@ struct TenancyBenchTests {
                 "provision", "fleet", "query", "onboarding", "onboarding_postgres", "claimers_sqlite", "claimers_postgres",
                 "invalidation_sqlite", "invalidation_postgres", "directory", "registry", "move", "scale",
             ])
-            #expect(scenarios["move"]?["large_move_seconds"] ?? 0 > 0 && scenarios["move"]?["small_psql_copy_seconds"] ?? 0 > 0)
+            #expect(scenarios["move"]?["large_offline_seconds"] ?? 0 > 0 && scenarios["move"]?["small_psql_copy_seconds"] ?? 0 > 0)
             #expect(scenarios["provision"]?["psql_tenants_per_second"] ?? 0 > 0)
             #expect(scenarios["provision"]?["concurrent_tenants_per_second"] ?? 0 > 0)
             #expect(scenarios["fleet"]?["concurrent_tenants_per_second"] ?? 0 > 0)

@@ -201,7 +201,10 @@ public final class TenantDirectory: Sendable {
         guard let record = try await registry.store.record(slug: slug.rawValue), let tenant = record.tenant else {
             throw TenancyError.notFound(slug.rawValue)
         }
-        switch tenant.state {
+        // A tenant moving online is served where it is until the switch; its writes wait on the
+        // move's locks for the final catch-up and then fail on the frozen source.
+        let servedState = tenant.state == .moving && record.move?.mode == .online ? record.move?.returnState ?? .moving : tenant.state
+        switch servedState {
         case .active:
             // A placement that is down or changed refuses its own tenants only; the refusal is
             // kept as briefly as a pending migration's, so the tenant is served once it is back.

@@ -133,6 +133,14 @@ final class PlacementPools: Sendable {
         return pools
     }
 
+    /// The configuration this process connects to placement `name` with; `nil` for the default
+    /// placement over a borrowed client.
+    func configuration(named name: String) async throws -> DatabaseConfig? {
+        if name == Placement.defaultName { return primary.configuration }
+        guard let placement = try await registry.store.placements().first(where: { $0.name == name }) else { throw TenancyError.placementNotFound(name) }
+        return try configuration(for: placement)
+    }
+
     /// The configuration a process connects to `placement` with: its own setting for it, or
     /// the recorded URL with the password from the environment (`PGPASSWORD` or the password file).
     func configuration(for placement: Placement) throws -> DatabaseConfig {

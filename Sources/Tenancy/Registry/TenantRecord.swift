@@ -112,23 +112,17 @@ struct TenantChange: Sendable {
 
 /// A move in progress: where the tenant goes, how, and the state it returns to.
 struct TenantMove: Sendable, Hashable {
-    /// How the schema is copied.
-    enum Mode: String, Sendable {
-        /// Writes are refused while the schema is copied in one snapshot.
-        case offline
-    }
-
     var target: String
     var returnState: TenantState
-    var mode: Mode
+    var mode: MoveMode
 
     /// The move stored in a row's `move_target`, `move_return_state` and `move_mode`.
     init?(target: String?, returnState: String?, mode: String?) {
-        guard let target, let returnState = returnState.flatMap(TenantState.init(rawValue:)), let mode = mode.flatMap(Mode.init(rawValue:)) else { return nil }
+        guard let target, let returnState = returnState.flatMap(TenantState.init(rawValue:)), let mode = mode.flatMap(MoveMode.init(rawValue:)) else { return nil }
         self.init(target: target, returnState: returnState, mode: mode)
     }
 
-    init(target: String, returnState: TenantState, mode: Mode) {
+    init(target: String, returnState: TenantState, mode: MoveMode) {
         self.target = target
         self.returnState = returnState
         self.mode = mode

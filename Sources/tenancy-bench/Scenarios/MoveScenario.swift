@@ -2,9 +2,11 @@ import Foundation
 import SchemaDB
 import Tenancy
 
-/// Offline moves of a small and a large tenant (by default about 10 MB and 100 MB) to another
-/// database of the same server and back: the move's total time and the time the tenant was refused, against the
-/// same rows streamed by `psql -c "COPY … TO STDOUT" | psql -c "COPY … FROM STDIN"`.
+/// Moves of a small and a large tenant (by default about 10 MB and 100 MB) to another database
+/// of the same server and back: offline, against the same rows streamed by
+/// `psql -c "COPY … TO STDOUT" | psql -c "COPY … FROM STDIN"`; and, when the server has
+/// `wal_level = logical`, online with a writer running through each move, every acknowledged
+/// write looked for on the target.
 enum MoveScenario {
     static let targetDatabase = "bench_move_target"
 
@@ -12,14 +14,15 @@ enum MoveScenario {
         let migrations = try context.migrationSet(named: "move-migrations", adding: [
             ("900_payload.sql", "CREATE TABLE {{tables.payload}} (id bigserial PRIMARY KEY, n int NOT NULL, body text NOT NULL);"),
         ])
-        try await context.withPool(connections: 1) { pool in
+        let logical = try await context.withPool(connections: 1) { pool in
             try await pool.database(schema: nil).execute(try SQLTemplate("DROP DATABASE IF EXISTS \(targetDatabase) WITH (FORCE)"))
             try await pool.database(schema: nil).execute(try SQLTemplate("CREATE DATABASE \(targetDatabase)"))
+            return try await pool.database(schema: nil).fetchValue("SELECT current_setting('wal_level')", as: String.self) == "logical"
         }
         var target = context.databaseConfig(connections: 4)
         target.database = targetDatabase
         var result = ScenarioResult("move")
-        try await context.withTenancy(schemaPrefix: "bench_mv_", registryPath: try context.freshRegistryPath("move"), migrations: migrations, connections: 6) { tenancy in
+        try await context.withTenancy(schemaPrefix: "bench_mv_", registryPath: try context.freshRegistryPath("move"), migrations: migrations, connections: 8) { tenancy in
             try await tenancy.addPlacement("target", database: target)
             for (label, rows) in [("small", max(1, context.moveRows / 10)), ("large", context.moveRows)] {
                 let slug = "move-\(label)"
@@ -27,31 +30,64 @@ enum MoveScenario {
                 let db = try await tenancy.database(for: slug)
                 try await db.execute("INSERT INTO {{tables.payload}} (n, body) SELECT i, repeat(md5(i::text), 8) FROM generate_series(1, $1) i", rows)
                 let bytes = try await db.fetchValue("SELECT pg_total_relation_size($1::regclass)", "\(SQLIdentifier.quote(tenant.schema)).payload", as: Int64.self) ?? 0
-                context.note("move: tenant of \(bytes / 1_048_576) MB to another database")
-                let start = ContinuousClock.now
-                let away = try await tenancy.move(slug, to: "target")
-                let total = ContinuousClock.now - start
+                result.record("\(label)_megabytes", "tenant size", Double(bytes) / 1_048_576, unit: "MB")
+
+                context.note("move: tenant of \(bytes / 1_048_576) MB, offline, to another database")
+                let away = try await tenancy.move(slug, to: "target", mode: .offline)
                 context.note("move: the same rows through psql COPY pipes (baseline)")
                 let baseline = try await copyThroughPSQL(context, schema: tenant.schema, target: target)
-                context.note("move: back again")
-                let backStart = ContinuousClock.now
-                let back = try await tenancy.move(slug, to: Placement.defaultName)
-                let backTotal = ContinuousClock.now - backStart
-                let seconds = (total.seconds + backTotal.seconds) / 2
-                result.record("\(label)_megabytes", "tenant size", Double(bytes) / 1_048_576, unit: "MB")
-                result.record("\(label)_move_seconds", "offline move, mean of there and back", seconds, unit: "s")
-                result.record("\(label)_refused_ms_max", "tenant refused (offline: the whole move), longer of the two", Double(max(away.refusedMilliseconds, back.refusedMilliseconds)), unit: "ms")
+                context.note("move: back again, offline")
+                let back = try await tenancy.move(slug, to: Placement.defaultName, mode: .offline)
+                let seconds = Double(away.totalMilliseconds + back.totalMilliseconds) / 2000
+                result.record("\(label)_offline_seconds", "offline move, mean of there and back", seconds, unit: "s")
                 result.record("\(label)_psql_copy_seconds", "psql COPY pipe of the same rows (baseline)", baseline.seconds, unit: "s")
-                result.record("\(label)_move_vs_copy", "move ÷ bare COPY (a move also locks, creates, checks every row and switches)", seconds / baseline.seconds, unit: "×")
+                result.record("\(label)_offline_vs_copy", "offline move ÷ bare COPY (a move also locks, creates, checks every row and switches)", seconds / baseline.seconds, unit: "×")
+
+                if logical {
+                    context.note("move: online there and back, a writer running")
+                    let online = try await movesWithWriter(tenancy, slug: slug, there: "target")
+                    result.record("\(label)_online_seconds", "online move, mean of there and back", online.seconds, unit: "s")
+                    result.record("\(label)_online_freeze_ms_max", "writes held during an online move (catch-up, check, switch), longer of the two", online.freezeMilliseconds, unit: "ms")
+                    result.record("\(label)_online_writes_acknowledged", "writes acknowledged by the writer during the moves", Double(online.acknowledged), unit: "writes")
+                    result.record("\(label)_online_writes_lost", "acknowledged writes not found after the moves", Double(online.lost), unit: "writes")
+                    result.target("\(label)_online_writes_lost", .atMost, 0)
+                }
                 _ = try await tenancy.delete(slug, confirmingDataLoss: true)
             }
             _ = try await tenancy.dropMovedAwaySchemas()
         }
+        if !logical { context.note("move: the server has wal_level = replica; online moves not measured (scripts/bench starts one with logical)") }
         try await context.dropSchemas(prefix: "bench_mv_")
         _ = try await context.withPool(connections: 1) { pool in
             try await pool.database(schema: nil).execute(try SQLTemplate("DROP DATABASE IF EXISTS \(targetDatabase) WITH (FORCE)"))
         }
         return result
+    }
+
+    /// Moves `slug` online to `there` and back while a writer inserts rows through the
+    /// directory, then looks for every acknowledged row.
+    private static func movesWithWriter(_ tenancy: Tenancy, slug: String, there: String) async throws -> (seconds: Double, freezeMilliseconds: Double, acknowledged: Int, lost: Int) {
+        let writer = Task {
+            var (index, acknowledged) = (0, [Int]())
+            while !Task.isCancelled {
+                index += 1
+                do {
+                    try await tenancy.database(for: slug).execute("INSERT INTO {{tables.payload}} (n, body) VALUES ($1, 'writer')", -index)
+                    acknowledged.append(-index)
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(2))
+                }
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+            return acknowledged
+        }
+        let away = try await tenancy.move(slug, to: there, mode: .online)
+        let back = try await tenancy.move(slug, to: Placement.defaultName, mode: .online)
+        writer.cancel()
+        let acknowledged = await writer.value
+        let found = Set(try await tenancy.database(for: slug).fetchAll("SELECT n FROM {{tables.payload}} WHERE n < 0", as: Int.self))
+        return (Double(away.totalMilliseconds + back.totalMilliseconds) / 2000, Double(max(away.refusedMilliseconds, back.refusedMilliseconds)),
+                acknowledged.count, acknowledged.filter { !found.contains($0) }.count)
     }
 
     /// Streams the payload table of `schema` from the frozen source into the (emptied) copy on

@@ -6,11 +6,11 @@ struct RebalanceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rebalance",
         abstract: "Even out tenants across placements by weight; draining placements are emptied.",
-        discussion: "--plan prints the moves and changes nothing; --apply --offline performs them one at a time, as tenantctl move does.")
+        discussion: "--plan prints the moves and changes nothing; --apply performs them one at a time, as tenantctl move does (online, or --offline).")
 
     @Flag(help: "Print the moves; change nothing.") var plan = false
     @Flag(help: "Perform the moves, one at a time.") var apply = false
-    @Flag(help: "Refuse each tenant while it is copied (the only kind of move available).") var offline = false
+    @Flag(help: "Refuse each tenant while it is copied, instead of replicating it while it is served.") var offline = false
     @Option(parsing: .unconditional, help: "At most this many moves.") var maxMoves: Int?
     @OptionGroup var options: GlobalOptions
 
@@ -22,7 +22,7 @@ struct RebalanceCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard plan != apply else { throw ValidationError("give --plan or --apply") }
-        if apply && !offline { throw ValidationError("online moves are not available yet; pass --offline (each tenant is refused while it is copied)") }
+        if plan && offline { throw ValidationError("--offline goes with --apply") }
         if let maxMoves, maxMoves < 1 { throw ValidationError("--max-moves must be at least 1") }
     }
 
@@ -32,7 +32,7 @@ struct RebalanceCommand: AsyncParsableCommand {
         let planned = try await context.withTenancy(needsMigrations: apply) { tenancy in
             let proposal = try await tenancy.rebalancePlan(maximumMoves: maxMoves)
             guard apply else { return Planned(moves: proposal.moves, loads: proposal.loads, applied: nil) }
-            let reports = try await tenancy.apply(proposal) { report in
+            let reports = try await tenancy.apply(proposal, mode: offline ? .offline : .online) { report in
                 if !output.json { Output.note("moved \(report.tenant.slug) from \(report.source) to \(report.target) (\(report.rows) rows, refused \(Output.format(milliseconds: report.refusedMilliseconds)))") }
             }
             return Planned(moves: proposal.moves, loads: proposal.loads, applied: reports.map(\.tenant.slug.rawValue))
@@ -45,7 +45,7 @@ struct RebalanceCommand: AsyncParsableCommand {
             var moves = TextTable("tenant", "from", "to")
             for move in planned.moves { moves.add(move.slug, move.from, move.to) }
             text += "\n\n" + moves.render()
-            text += planned.applied.map { "\n\n\($0.count) of \(planned.moves.count) moves made" } ?? "\n\n\(planned.moves.count) moves planned; nothing was changed (--apply --offline performs them)"
+            text += planned.applied.map { "\n\n\($0.count) of \(planned.moves.count) moves made" } ?? "\n\n\(planned.moves.count) moves planned; nothing was changed (--apply performs them)"
             return text
         }
     }

@@ -1,0 +1,174 @@
+import Foundation
+import SchemaDB
+import SchemaDBTesting
+import Testing
+@testable import Tenancy
+
+/// Online moves between placements on the second test server (`wal_level = logical`): the
+/// tenant is served while it is copied, writes wait only for the final catch-up, every
+/// acknowledged write arrives, and an interrupted move leaves no replication slot behind.
+@Suite(integration, .serialized, .timeLimit(.minutes(3)))
+struct OnlineMoveTests {
+    /// The second server, or `nil` outside CI when it is not configured.
+    static var secondServer: DatabaseConfig? {
+        get throws {
+            guard let url = ProcessInfo.processInfo.environment["TENANCY_TEST_SECOND_SERVER_URL"], !url.isEmpty else { return nil }
+            var config = try DatabaseConfig(url: url)
+            config.retry = .none
+            config.maximumConnections = 8
+            return config
+        }
+    }
+
+    /// A fixture with placements `src` and `dst` (two databases of the second server) and
+    /// tenant `acme` on `src` holding accounts and invoices.
+    static func withLogicalPlacements(_ store: StoreKind, _ body: @escaping @Sendable (TenancyFixture, Tenancy, DatabaseConfig, DatabaseConfig) async throws -> Void) async throws {
+        guard let server = try secondServer else {
+            #expect(!TestPostgres.isCI, "CI must start a second PostgreSQL server with wal_level=logical (TENANCY_TEST_SECOND_SERVER_URL; scripts/test does)")
+            return
+        }
+        try await TenancyFixture.run(store) { fixture in
+            try await TestPostgres.withPool(configuration: server) { admin in
+                try await TestPostgres.withTemporaryDatabase(pool: admin) { source in
+                    try await TestPostgres.withTemporaryDatabase(pool: admin) { target in
+                        let tenancy = try PlacementTests.makeTenancy(fixture)
+                        try await PlacementTests.running(tenancy) {
+                            _ = try await tenancy.addPlacement("src", database: source)
+                            _ = try await tenancy.addPlacement("dst", database: target)
+                            _ = try await tenancy.create("acme", placement: "src")
+                            let acme = try await tenancy.database(for: "acme")
+                            for index in 1...30 {
+                                let id = try await acme.insertReturningID("INSERT INTO {{tables.accounts}} (email, balance) VALUES ($1, $2)", "u\(index)@acme.test", index, as: Int.self)
+                                try await acme.execute("INSERT INTO {{tables.invoices}} (account_id, total) VALUES ($1, $2)", id, Decimal(index))
+                            }
+                            try await body(fixture, tenancy, source, target)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The replication objects named `name` left on the source and target.
+    static func leftovers(_ name: String, source: DatabaseConfig, target: DatabaseConfig) async throws -> Int64 {
+        let onSource = try await TestPostgres.withPool(configuration: source) {
+            try await $0.database(schema: nil).fetchValue(
+                "SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1) + (SELECT count(*) FROM pg_publication WHERE pubname = $1)", name, as: Int64.self)
+        }
+        let onTarget = try await TestPostgres.withPool(configuration: target) {
+            try await $0.database(schema: nil).fetchValue("SELECT count(*) FROM pg_subscription WHERE subname = $1", name, as: Int64.self)
+        }
+        return (onSource ?? 0) + (onTarget ?? 0)
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func anOnlineMoveServesTheTenantThroughoutAndLosesNoAcknowledgedWrite(store: StoreKind) async throws {
+        try await Self.withLogicalPlacements(store) { fixture, tenancy, source, target in
+            let schema = try #require(try await tenancy.tenant("acme")).schema
+            let writer = Task {
+                var (index, acknowledged) = (0, [(String, ContinuousClock.Instant)]())
+                while !Task.isCancelled {
+                    index += 1
+                    let email = "w\(index)@acme.test"
+                    do {
+                        try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", email)
+                        acknowledged.append((email, ContinuousClock.now))
+                    } catch {
+                        try? await Task.sleep(for: .milliseconds(2))
+                    }
+                }
+                return acknowledged
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            let started = ContinuousClock.now
+            let report = try await tenancy.move("acme", to: "dst")
+            let finished = ContinuousClock.now
+            try await Task.sleep(for: .milliseconds(300))
+            writer.cancel()
+            let written = await writer.value
+
+            #expect(report.outcome == .moved && report.mode == .online && report.tenant.placement == "dst")
+            #expect(report.refusedMilliseconds < report.totalMilliseconds)
+            // The tenant took writes while it was being moved.
+            #expect(written.contains { $0.1 > started && $0.1 < finished })
+            let found = Set(try await tenancy.database(for: "acme").fetchAll("SELECT email FROM {{tables.accounts}}", as: String.self))
+            #expect(written.map(\.0).filter { !found.contains($0) }.isEmpty, "acknowledged writes missing on the target")
+            #expect(found.count == 30 + written.count)
+            #expect(try await Self.leftovers(LogicalReplication(schema: try SQLIdentifier(schema)).name, source: source, target: target) == 0)
+            let reconciled = try await tenancy.reconcile()
+            #expect(reconciled.isClean && reconciled.findings.map(\.kind) == [.movedAwaySchema])
+        }
+    }
+
+    @Test(arguments: MoveStep.allCases)
+    func anOnlineMoveKilledAtAnyStepIsFinishedByAnotherProcessAndLeavesNoSlot(step: MoveStep) async throws {
+        try await Self.withLogicalPlacements(.postgres) { fixture, tenancy, source, target in
+            let schema = try SQLIdentifier(try #require(try await tenancy.tenant("acme")).schema)
+            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "dst", mode: .online, stoppingAfter: step) }
+            // Until the freeze, the tenant moving online is still served from its placement.
+            if step != .sourceFrozen {
+                try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "during@acme.test")
+            }
+            let second = try PlacementTests.makeTenancy(fixture)
+            try await PlacementTests.running(second) {
+                let report = try await second.resumeMove("acme")
+                #expect(report.outcome == .moved && report.mode == .online && report.tenant.placement == "dst")
+                let emails = try await second.database(for: "acme").fetchAll("SELECT email FROM {{tables.accounts}}", as: String.self)
+                #expect(emails.count == (step == .sourceFrozen ? 30 : 31))
+            }
+            #expect(try await Self.leftovers(LogicalReplication(schema: schema).name, source: source, target: target) == 0)
+        }
+    }
+
+    @Test func anOnlineMoveRolledBackLeavesTheSourceWritableAndNoSlot() async throws {
+        try await Self.withLogicalPlacements(.sqlite) { fixture, tenancy, source, target in
+            let schema = try #require(try await tenancy.tenant("acme")).schema
+            await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "dst", mode: .online, stoppingAfter: .targetCommitted) }
+            #expect(try await Self.leftovers(LogicalReplication(schema: try SQLIdentifier(schema)).name, source: source, target: target) == 3)
+            let report = try await tenancy.abortMove("acme")
+            #expect(report.outcome == .rolledBack && report.tenant.placement == "src" && report.tenant.state == .active)
+            #expect(try await Self.leftovers(LogicalReplication(schema: try SQLIdentifier(schema)).name, source: source, target: target) == 0)
+            #expect(try await PlacementTests.schemaExists(schema, in: target) == false)
+            try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "after@acme.test")
+            #expect(try await tenancy.reconcile().findings.isEmpty)
+        }
+    }
+
+    @Test func aTenantThatCannotBeCopiedOrReplicatedIsRefusedAndNothingChanges() async throws {
+        try await Self.withLogicalPlacements(.sqlite) { fixture, tenancy, _, _ in
+            // A table made outside the migration set has nowhere to go, online or offline.
+            let acme = try await tenancy.database(for: "acme")
+            try await acme.execute("CREATE TABLE {{tables.scratch}} (id serial PRIMARY KEY)")
+            for mode in MoveMode.allCases {
+                do {
+                    _ = try await tenancy.move("acme", to: "dst", mode: mode)
+                    Issue.record("a tenant with a table its migrations do not make was moved \(mode)")
+                } catch let error as TenancyError {
+                    #expect(error.code == .invalidArgument && error.description.contains("scratch"))
+                }
+            }
+            try await acme.execute("DROP TABLE {{tables.scratch}}")
+
+            // A table without a primary key (from a migration): its updates could not be published.
+            try fixture.writeMigration("003_audit.sql", "CREATE TABLE {{tables.audit}} (at timestamptz NOT NULL DEFAULT now(), note text);")
+            let upgraded = try PlacementTests.makeTenancy(fixture)
+            try await PlacementTests.running(upgraded) {
+                _ = try await upgraded.migrateAllTenants()
+                do {
+                    _ = try await upgraded.move("acme", to: "dst")
+                    Issue.record("a tenant with a table without a primary key was moved online")
+                } catch let error as TenancyError {
+                    #expect(error.code == .invalidArgument && error.description.contains("audit") && error.description.contains("offline"))
+                }
+                #expect(try await upgraded.tenant("acme")?.state == .active)
+                // A tenant on a server without wal_level=logical (the default test server).
+                _ = try await upgraded.create("globex", placement: "default")
+                await #expect { try await upgraded.move("globex", to: "dst") } throws: { "\($0)".contains("wal_level") }
+                #expect(try await upgraded.tenant("globex")?.state == .active)
+                // Offline, both go.
+                #expect(try await upgraded.move("acme", to: "dst", mode: .offline).outcome == .moved)
+                #expect(try await upgraded.move("globex", to: "dst", mode: .offline).outcome == .moved)
+            }
+        }
+    }
+}
