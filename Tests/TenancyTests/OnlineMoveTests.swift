@@ -94,7 +94,7 @@ struct OnlineMoveTests {
             let found = Set(try await tenancy.database(for: "acme").fetchAll("SELECT email FROM {{tables.accounts}}", as: String.self))
             #expect(written.map(\.0).filter { !found.contains($0) }.isEmpty, "acknowledged writes missing on the target")
             #expect(found.count == 30 + written.count)
-            #expect(try await Self.leftovers(LogicalReplication(schema: try SQLIdentifier(schema)).name, source: source, target: target) == 0)
+            #expect(try await Self.leftovers(try tenancy.lifecycle.replication(of: try SQLIdentifier(schema)).name, source: source, target: target) == 0)
             let reconciled = try await tenancy.reconcile()
             #expect(reconciled.isClean && reconciled.findings.map(\.kind) == [.movedAwaySchema])
         }
@@ -116,7 +116,7 @@ struct OnlineMoveTests {
                 let emails = try await second.database(for: "acme").fetchAll("SELECT email FROM {{tables.accounts}}", as: String.self)
                 #expect(emails.count == (step == .sourceFrozen ? 30 : 31))
             }
-            #expect(try await Self.leftovers(LogicalReplication(schema: schema).name, source: source, target: target) == 0)
+            #expect(try await Self.leftovers(try tenancy.lifecycle.replication(of: schema).name, source: source, target: target) == 0)
         }
     }
 
@@ -124,13 +124,33 @@ struct OnlineMoveTests {
         try await Self.withLogicalPlacements(.sqlite) { fixture, tenancy, source, target in
             let schema = try #require(try await tenancy.tenant("acme")).schema
             await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: "dst", mode: .online, stoppingAfter: .targetCommitted) }
-            #expect(try await Self.leftovers(LogicalReplication(schema: try SQLIdentifier(schema)).name, source: source, target: target) == 3)
+            #expect(try await Self.leftovers(try tenancy.lifecycle.replication(of: try SQLIdentifier(schema)).name, source: source, target: target) == 3)
             let report = try await tenancy.abortMove("acme")
             #expect(report.outcome == .rolledBack && report.tenant.placement == "src" && report.tenant.state == .active)
-            #expect(try await Self.leftovers(LogicalReplication(schema: try SQLIdentifier(schema)).name, source: source, target: target) == 0)
+            #expect(try await Self.leftovers(try tenancy.lifecycle.replication(of: try SQLIdentifier(schema)).name, source: source, target: target) == 0)
             #expect(try await PlacementTests.schemaExists(schema, in: target) == false)
             try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "after@acme.test")
             #expect(try await tenancy.reconcile().findings.isEmpty)
+        }
+    }
+
+    @Test func reconcileDropsReplicationLeftByAMoveOfThisFleetAndNoOther() async throws {
+        try await Self.withLogicalPlacements(.postgres) { fixture, tenancy, source, target in
+            let schema = try SQLIdentifier(try #require(try await tenancy.tenant("acme")).schema)
+            let registryID = try await tenancy.ready().id
+            // What a process killed between the switch and the tidying leaves: a publication and a slot.
+            let ours = LogicalReplication(schema: try SQLIdentifier("tt_gone"), registryID: registryID)
+            let theirs = LogicalReplication(schema: try SQLIdentifier("tt_gone"), registryID: "another-fleet")
+            try await TestPostgres.withPool(configuration: source) { pool in
+                for replication in [ours, theirs] { try await replication.start(schema, tables: ["accounts"], on: pool.database(schema: nil)) }
+            }
+            let found = try await tenancy.reconcile()
+            #expect(found.findings.map(\.kind) == [.leftoverReplication] && !found.isClean)
+            let fixed = try await tenancy.reconcile(fix: true)
+            #expect(fixed.findings.map(\.fixed) == [true])
+            #expect(try await Self.leftovers(ours.name, source: source, target: target) == 0)
+            #expect(try await Self.leftovers(theirs.name, source: source, target: target) == 2)
+            try await TestPostgres.withPool(configuration: source) { pool in try await theirs.stop(target: nil, source: pool.database(schema: nil)) }
         }
     }
 

@@ -82,7 +82,7 @@ public struct SchemaDatabase: Sendable {
             case .pool:
                 // The pool's own query path is the fast one; after a connection failed it may hand
                 // out a closed connection, on which a query is never answered, so it is avoided then.
-                guard pool.isRecoveringFromConnectionLoss else { return try await pool.client.query(query, logger: logger).collect() }
+                guard pool.isRecoveringFromConnectionLoss || pool.leasesEveryQuery else { return try await pool.client.query(query, logger: logger).collect() }
                 return try await pool.withOpenConnection { connection in try await connection.query(query, logger: logger).collect() }
             case .connection(let connection, _):
                 try Self.checkOpen(connection)

@@ -35,6 +35,11 @@ public final class DatabasePool: Service, Sendable {
     private let lastConnectionLoss = Atomic<UInt64>(0)
     /// How connection failures name the server, such as `placement "eu-2"`; `nil` names none.
     package let label: String?
+    /// Whether every query leases its connection through ``withOpenConnection(_:)``, which
+    /// fails within about a second when the server refuses connections, instead of
+    /// postgres-nio's faster query path, which waits about a minute for a server that went
+    /// away. For pools of servers that may be down while others serve (placements).
+    package let leasesEveryQuery: Bool
 
     /// Creates an owned pool. It opens no connection until ``run()`` is running and a query is made.
     /// - Parameters:
@@ -45,9 +50,11 @@ public final class DatabasePool: Service, Sendable {
         try self.init(configuration: configuration, label: nil, logger: logger)
     }
 
-    /// Creates an owned pool whose connection failures name `label`.
-    package init(configuration: DatabaseConfig, label: String?, logger: Logger) throws {
+    /// Creates an owned pool whose connection failures name `label`; with `leasesEveryQuery`
+    /// (see ``leasesEveryQuery``).
+    package init(configuration: DatabaseConfig, label: String?, leasesEveryQuery: Bool = false, logger: Logger) throws {
         self.label = label
+        self.leasesEveryQuery = leasesEveryQuery
         self.client = PostgresClient(configuration: try configuration.makePostgresClientConfiguration(), backgroundLogger: logger)
         self.configuration = configuration
         self.logger = logger
@@ -70,6 +77,7 @@ public final class DatabasePool: Service, Sendable {
         self.client = client
         self.leaseTimeout = leaseTimeout
         self.label = nil
+        self.leasesEveryQuery = false
         self.configuration = nil
         self.logger = logger
         self.maximumConnections = maximumConnections

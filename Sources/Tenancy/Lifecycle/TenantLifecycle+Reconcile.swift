@@ -33,6 +33,9 @@ public struct ReconcileReport: Sendable, Hashable, Codable {
         /// The old schema of a tenant that moved to another placement, kept read-only for a
         /// rollback by hand. Nothing needs doing; `tenantctl placements cleanup` drops it.
         case movedAwaySchema = "moved_away_schema"
+        /// A replication slot, publication or subscription of an online move that no moving
+        /// tenant owns: a slot keeps the server's WAL until it is dropped. Dropped with `fix`.
+        case leftoverReplication = "leftover_replication"
 
         /// Whether the finding needs someone to act on it: every kind but ``movedAwaySchema``.
         public var needsAttention: Bool { self != .movedAwaySchema }
@@ -87,6 +90,7 @@ extension TenantLifecycle {
                 continue
             }
             findings += try await reconcile(rows, incoming: incoming[name] ?? [], on: site, fix: fix, concurrency: concurrency, migrations: migrations)
+            findings += try await leftoverReplication(on: site, moving: records.filter { $0.state == .moving }, fix: fix)
         }
         return ReconcileReport(findings: findings.sorted { ($0.kind.rawValue, $0.schema, $0.detail) < ($1.kind.rawValue, $1.schema, $1.detail) })
     }
@@ -158,6 +162,33 @@ extension TenantLifecycle {
         }
         let width = max(1, min(concurrency, pool.connectionLimit ?? concurrency))
         findings += try await forEachConcurrently(toInspect, width: width) { try await self.inspect($0, on: pool, fix: fix, migrations: migrations) }.flatMap { $0 }
+        return findings
+    }
+
+    /// The replication objects of online moves on `site` that no moving tenant owns, dropped with `fix`.
+    private func leftoverReplication(on site: Site, moving: [TenantRecord], fix: Bool) async throws -> [ReconcileReport.Finding] {
+        let owned = Set(try moving.map { try replication(of: try SQLIdentifier($0.schema)).name })
+        guard let registryID = registry.store.preparedInfo?.id else { return [] }
+        let db = site.pool.database(schema: nil)
+        // Only this registry's moves: another fleet on the same server names its own.
+        let names = try await db.fetchAll(
+            """
+            SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database() AND starts_with(slot_name, $1)
+            UNION SELECT pubname::text FROM pg_publication WHERE starts_with(pubname, $1)
+            UNION SELECT s.subname::text FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+                  WHERE d.datname = current_database() AND starts_with(s.subname, $1)
+            """, LogicalReplication.prefix(registryID: registryID), as: String.self)
+        var findings: [ReconcileReport.Finding] = []
+        for name in Set(names).subtracting(owned).sorted() {
+            var finding = ReconcileReport.Finding(
+                kind: .leftoverReplication, slug: nil, schema: "",
+                detail: "replication objects \(name) on placement \"\(site.placement)\" belong to no move; a slot keeps this server's WAL", fixed: false)
+            if fix {
+                try await LogicalReplication(name: name).stop(target: db, source: db)
+                (finding.detail, finding.fixed) = (finding.detail + "; dropped", true)
+            }
+            findings.append(finding)
+        }
         return findings
     }
 

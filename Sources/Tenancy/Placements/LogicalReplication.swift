@@ -4,16 +4,30 @@ import SchemaDB
 
 /// The logical replication of one tenant schema for an online move: a publication of its
 /// tables and a replication slot on the source, a subscription on the target. Every object is
-/// named after the schema, so that a resumed or rolled-back move finds and drops what an
-/// interrupted one left (a slot left behind would keep the source's WAL forever).
+/// named after the registry and the schema, so that a resumed or rolled-back move finds and
+/// drops what an interrupted one left (a slot left behind would keep the source's WAL forever),
+/// and reconcile recognises its own fleet's leftovers and no other fleet's.
 struct LogicalReplication: Sendable {
-    /// The name of the publication, slot and subscription: `tenancy_move_` and 16 hex digits of
-    /// a hash of the schema name (identifiers at most 63 bytes, lowercase, no quoting needed).
+    /// The name of the publication, slot and subscription: ``prefix(registryID:)`` and 16 hex
+    /// digits of a hash of the schema name (at most 63 bytes, lowercase).
     let name: String
 
-    init(schema: SQLIdentifier) {
-        name = "tenancy_move_" + String(UInt64(bitPattern: AdvisoryLockKey.make("tenancy.move", schema.name)), radix: 16)
+    init(schema: SQLIdentifier, registryID: String) {
+        name = Self.prefix(registryID: registryID) + String(UInt64(bitPattern: AdvisoryLockKey.make("tenancy.move", schema.name)), radix: 16)
     }
+
+    /// `tenancy_move_`, 8 hex digits of a hash of the registry's id, and `_`.
+    static func prefix(registryID: String) -> String {
+        "tenancy_move_" + String(UInt32(truncatingIfNeeded: UInt64(bitPattern: AdvisoryLockKey.make("tenancy.registry", registryID))), radix: 16) + "_"
+    }
+
+    /// The replication objects named `name`, as found on a server.
+    init(name: String) {
+        self.name = name
+    }
+
+    /// The name as an SQL identifier.
+    private var quoted: String { SQLIdentifier.quote(name) }
 
     /// Why `schema` on `source` cannot be replicated, or `nil`: the server's `wal_level`, and
     /// tables an `UPDATE` or `DELETE` could not be published for (no primary key or replica identity).
@@ -52,7 +66,7 @@ struct LogicalReplication: Sendable {
     /// (created apart from the subscription, which would hang when both are on one cluster).
     func start(_ schema: SQLIdentifier, tables: [String], on source: SchemaDatabase) async throws {
         let list = tables.map { "\(schema.quoted).\(SQLIdentifier.quote($0))" }.joined(separator: ", ")
-        try await source.execute(try SQLTemplate("CREATE PUBLICATION \(name) FOR TABLE \(list)"))
+        try await source.execute(try SQLTemplate("CREATE PUBLICATION \(quoted) FOR TABLE \(list)"))
         _ = try await source.fetchAll("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name)
     }
 
@@ -60,7 +74,7 @@ struct LogicalReplication: Sendable {
     func subscribe(on target: SchemaDatabase, source: DatabaseConfig) async throws {
         let connection = Self.connectionString(for: source).replacingOccurrences(of: "'", with: "''")
         try await target.execute(try SQLTemplate(
-            "CREATE SUBSCRIPTION \(name) CONNECTION '\(connection)' PUBLICATION \(name) WITH (create_slot = false, slot_name = '\(name)', copy_data = true)"))
+            "CREATE SUBSCRIPTION \(quoted) CONNECTION '\(connection)' PUBLICATION \(quoted) WITH (create_slot = false, slot_name = '\(name)', copy_data = true)"))
     }
 
     /// Waits until every table's initial copy is done and the subscription streams changes.
@@ -113,9 +127,9 @@ struct LogicalReplication: Sendable {
     /// subscription, if any, then outlives the move and is reported by reconcile.
     func stop(target: SchemaDatabase?, source: SchemaDatabase) async throws {
         if let target, try await target.fetchValue("SELECT count(*) FROM pg_subscription WHERE subname = $1", name, as: Int64.self) ?? 0 > 0 {
-            try await target.execute(try SQLTemplate("ALTER SUBSCRIPTION \(name) DISABLE"))
-            try await target.execute(try SQLTemplate("ALTER SUBSCRIPTION \(name) SET (slot_name = NONE)"))
-            try await target.execute(try SQLTemplate("DROP SUBSCRIPTION \(name)"))
+            try await target.execute(try SQLTemplate("ALTER SUBSCRIPTION \(quoted) DISABLE"))
+            try await target.execute(try SQLTemplate("ALTER SUBSCRIPTION \(quoted) SET (slot_name = NONE)"))
+            try await target.execute(try SQLTemplate("DROP SUBSCRIPTION \(quoted)"))
         }
         // A walsender still streaming from the slot (the subscription just went) lets go within moments.
         let deadline = ContinuousClock.now + .seconds(10)
@@ -124,6 +138,6 @@ struct LogicalReplication: Sendable {
             try await Task.sleep(for: .milliseconds(50))
         }
         _ = try await source.fetchAll("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", name)
-        try await source.execute(try SQLTemplate("DROP PUBLICATION IF EXISTS \(name)"))
+        try await source.execute(try SQLTemplate("DROP PUBLICATION IF EXISTS \(quoted)"))
     }
 }

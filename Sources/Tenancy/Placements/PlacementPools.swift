@@ -173,7 +173,8 @@ final class PlacementPools: Sendable {
                     code: .placementUnreachable,
                     message: "opening placement \"\(placement.name)\" needs \(size) more connections, and the placements' pools already hold \(state.connections) of at most \(connectionBound); raise the bound (Configuration.maximumPlacementConnections)")
             }
-            let pool = try DatabasePool(configuration: config, label: "placement \"\(placement.name)\" at \(config.endpointDescription)", logger: logger)
+            // A placement may be down while the others serve: its queries fail within a second.
+            let pool = try DatabasePool(configuration: config, label: "placement \"\(placement.name)\" at \(config.endpointDescription)", leasesEveryQuery: true, logger: logger)
             state.pools[placement.name] = Opened(pool: pool, size: size, stop: stop)
             state.connections += size
             started.yield((pool, stopped))

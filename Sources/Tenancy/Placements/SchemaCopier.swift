@@ -99,12 +99,14 @@ enum SchemaCopier {
         }
     }
 
-    /// The row count and an order-independent checksum of every row of `table`.
+    /// The row count and an order-independent checksum of every row of `table`: the sum of a
+    /// 64-bit hash of each row's text (PostgreSQL's hash functions give the same value on
+    /// every platform, as hash partitioning needs), with no sort.
     static func fingerprint(_ table: Table, schema: SQLIdentifier, on db: SchemaDatabase) async throws -> Fingerprint {
         let row = try await db.fetchAll(try SQLTemplate(
             """
-            SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '')
-            FROM (SELECT md5(t::text) AS h FROM \(schema.quoted).\(SQLIdentifier.quote(table.name)) t) rows
+            SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text
+            FROM \(schema.quoted).\(SQLIdentifier.quote(table.name)) t
             """)).first
         let (count, checksum) = try row?.decode((Int64, String).self) ?? (Int64(0), "")
         return Fingerprint(rows: count, checksum: checksum)

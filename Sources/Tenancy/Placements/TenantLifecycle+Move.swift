@@ -158,7 +158,7 @@ extension TenantLifecycle {
                 ])
             }
             if move.mode == .online {
-                try await LogicalReplication(schema: schema).stop(target: destination?.pool.database(schema: nil), source: source.pool.database(schema: nil))
+                try await replication(of: schema).stop(target: destination?.pool.database(schema: nil), source: source.pool.database(schema: nil))
             }
             if let destination {
                 try await destination.pool.database(schema: nil).withTransaction { tx in try await Provisioner.drop(schema, in: tx, lockTimeout: lockTimeout) }
@@ -208,11 +208,12 @@ extension TenantLifecycle {
             let now = ContinuousClock.now
             if move.mode == .online {
                 // The switch is done; what is left is tidying, and a failure only leaves objects reconcile reports.
+                let replication = try replication(of: schema)
                 do {
-                    try await LogicalReplication(schema: schema).stop(target: destination.pool.database(schema: nil), source: sourceHandle)
+                    try await replication.stop(target: destination.pool.database(schema: nil), source: sourceHandle)
                 } catch {
-                    logger.warning("the replication of a finished move could not be dropped; drop it by hand", metadata: [
-                        TenancyLoggingKeys.tenantSlug: "\(record.slug ?? "")", "move.replication": "\(LogicalReplication(schema: schema).name)", LoggingKeys.error: "\(error)",
+                    logger.warning("the replication of a finished move could not be dropped; reconcile --fix drops it", metadata: [
+                        TenancyLoggingKeys.tenantSlug: "\(record.slug ?? "")", "move.replication": "\(replication.name)", LoggingKeys.error: "\(error)",
                     ])
                 }
             }
@@ -235,7 +236,7 @@ extension TenantLifecycle {
         _ schema: SQLIdentifier, of record: TenantRecord, from source: DatabasePool, to destination: DatabasePool, sourceConfiguration: DatabaseConfig,
         migrations: TenantMigrations, stoppingAfter step: MoveStep?
     ) async throws -> (tables: Int, rows: Int64, heldSince: ContinuousClock.Instant) {
-        let replication = LogicalReplication(schema: schema)
+        let replication = try replication(of: schema)
         let (src, dst) = (source.database(schema: nil), destination.database(schema: nil))
         // Whatever an interrupted attempt left is dropped: the copy starts afresh.
         try await replication.stop(target: dst, source: src)
@@ -258,11 +259,22 @@ extension TenantLifecycle {
         let target = record.move?.target ?? ""
         let rows = try await src.withTransaction { tx in
             try await Self.lockAgainstWrites(everyTable, of: schema, in: tx, lockTimeout: lockTimeout)
-            // Every write committed before the locks is at or before this position.
-            let position = try await tx.fetchValue("SELECT pg_current_wal_lsn()::text", as: String.self) ?? "0/0"
+            // Every write committed before the locks is at or before this position (the insert
+            // position: with asynchronous commit a commit record may not be written yet).
+            let position = try await tx.fetchValue("SELECT pg_current_wal_insert_lsn()::text", as: String.self) ?? "0/0"
+            let deadline = ContinuousClock.now + Self.catchUpTimeout
             try await replication.waitUntilApplied(upTo: position, on: src, timeout: Self.catchUpTimeout)
             try await SchemaCopier.copySequences(of: schema, from: tx, to: dst)
-            let rows = try await Self.check(tables, of: schema, of: record, source: tx, target: dst)
+            // The target has confirmed the position; a check that still differs is given until the deadline.
+            var rows = Int64(0)
+            while true {
+                let comparison = try await Self.compare(tables, of: schema, source: tx, target: dst)
+                if comparison.mismatch == nil || ContinuousClock.now >= deadline {
+                    rows = try Self.checked(comparison, of: record)
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
             try await SchemaCopier.freeze(schema, movedTo: target, in: tx)
             return rows
         }
@@ -278,6 +290,14 @@ extension TenantLifecycle {
                 message: "an online move from placement \"\(placement)\" needs its connection settings, and this Tenancy borrows the application's client; move it offline, or from a Tenancy built with a DatabaseConfig")
         }
         return configuration
+    }
+
+    /// The replication objects of an online move of `schema`, named for this registry.
+    func replication(of schema: SQLIdentifier) throws -> LogicalReplication {
+        guard let id = registry.store.preparedInfo?.id else {
+            throw TenancyError(code: .registryFailed, message: "the tenant registry \(registry.location) was used before it was opened")
+        }
+        return LogicalReplication(schema: schema, registryID: id)
     }
 
     /// Every table of `schema` (the tracking table too), for locking.
@@ -296,24 +316,28 @@ extension TenantLifecycle {
     }
 
     /// Compares every table of `schema` on both sides (rows and a checksum of every row, read
-    /// on both at once).
-    /// - Returns: The rows.
-    /// - Throws: When a table differs: nothing is switched.
-    private static func check(_ tables: [SchemaCopier.Table], of schema: SQLIdentifier, of record: TenantRecord, source: SchemaDatabase, target: SchemaDatabase) async throws -> Int64 {
+    /// on both at once), stopping at the first that differs.
+    /// - Returns: The rows, and what differs.
+    private static func compare(_ tables: [SchemaCopier.Table], of schema: SQLIdentifier, source: SchemaDatabase, target: SchemaDatabase) async throws -> (rows: Int64, mismatch: String?) {
         var rows = Int64(0)
         for table in tables {
             async let sourceFingerprint = SchemaCopier.fingerprint(table, schema: schema, on: source)
             let found = try await SchemaCopier.fingerprint(table, schema: schema, on: target)
             let expected = try await sourceFingerprint
-            guard expected == found else {
-                throw TenancyError(
-                    code: .databaseFailed,
-                    message: "the copy of table \(table.name) of \(record.name) does not match its source (\(found.rows) rows against \(expected.rows)); nothing was switched, the tenant stays moving: resume or roll back the move",
-                    slug: record.slug)
-            }
+            guard expected == found else { return (rows, "table \(table.name) (\(found.rows) rows against \(expected.rows))") }
             rows += expected.rows
         }
-        return rows
+        return (rows, nil)
+    }
+
+    /// The rows of a comparison that matched.
+    /// - Throws: When a table differs: nothing is switched.
+    private static func checked(_ comparison: (rows: Int64, mismatch: String?), of record: TenantRecord) throws -> Int64 {
+        guard let mismatch = comparison.mismatch else { return comparison.rows }
+        throw TenancyError(
+            code: .databaseFailed,
+            message: "the copy of \(record.name) does not match its source: \(mismatch); nothing was switched, the tenant stays moving: resume or roll back the move",
+            slug: record.slug)
     }
 
     /// Copies `schema` in one snapshot of the source, whose tables are locked against writes,
@@ -340,7 +364,7 @@ extension TenantLifecycle {
                 _ = try await provisioner.create(schema, in: dst)
                 for table in tables { _ = try await SchemaCopier.copy(table, schema: schema, from: src, to: dst) }
                 try await SchemaCopier.copySequences(of: schema, from: src, to: dst)
-                let rows = try await Self.check(tables, of: schema, of: record, source: src, target: dst)
+                let rows = try Self.checked(try await Self.compare(tables, of: schema, source: src, target: dst), of: record)
                 return (tables.count, rows)
             }
             if step == .targetCommitted { throw MoveStopped(step: .targetCommitted) }
