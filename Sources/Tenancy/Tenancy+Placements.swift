@@ -161,11 +161,11 @@ extension Tenancy {
         try await ready()
         let store = registry.store
         var found: [MovedAwaySchema] = []
+        let rows = Dictionary(try await store.records(in: nil).map { ($0.schema, $0) }, uniquingKeysWith: { first, _ in first })
         for placement in try await store.placements() {
             guard let pool = try? await placements.pool(for: placement.name) else { continue }
             let frozen = try await SchemaCopier.frozenSchemas(prefix: configuration.schemaPrefix, on: pool.database(schema: nil))
             guard !frozen.isEmpty else { continue }
-            let rows = Dictionary(try await store.records(in: nil).map { ($0.schema, $0) }, uniquingKeysWith: { first, _ in first })
             for (schema, note) in frozen.sorted(by: { $0.key < $1.key }) {
                 var entry = MovedAwaySchema(placement: placement.name, schema: schema, note: note, dropped: false)
                 defer { found.append(entry) }
