@@ -101,12 +101,13 @@ extension DatabasePool {
             underlying: psqlError)
     }
 
-    /// Whether a failed connection attempt says the server is not there to serve: nothing
-    /// listens at the port, the host name is unknown, or the server is starting up or
-    /// shutting down. A timeout, a full server or a connection closed during start-up is not.
+    /// Whether a failed connection attempt says the server will not serve this pool: nothing
+    /// listens at the port, the host name is unknown, the server is starting up or shutting
+    /// down, or it turns the login away (wrong password, not admitted by pg_hba.conf, no such
+    /// database). A timeout, a full server or a connection closed during start-up is not.
     static func isRefusal(_ error: any Error) -> Bool {
         guard let psqlError = error as? PSQLError else { return false }
-        if let state = psqlError.serverInfo?[.sqlState] { return ["57P01", "57P02", "57P03"].contains(state) }
+        if let state = psqlError.serverInfo?[.sqlState] { return ["57P01", "57P02", "57P03", "28P01", "28000", "3D000"].contains(state) }
         guard psqlError.code == .connectionError, let underlying = psqlError.underlying else { return false }
         return ["connection refused", "the host name could not be resolved"].contains(describeNetworkError(underlying))
     }

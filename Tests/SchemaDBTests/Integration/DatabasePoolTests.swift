@@ -175,6 +175,36 @@ struct DatabasePoolTests {
         try await proxy.close()
     }
 
+    /// A database dropped under a running pool (or a server replaced by one without it) is a
+    /// refusal: the next lease fails within seconds, naming the database, instead of waiting
+    /// out its timeout.
+    @Test func aLeaseFailsInSecondsOnceItsDatabaseIsGone() async throws {
+        try await TestPostgres.withPool { admin in
+            try await TestPostgres.withTemporaryDatabase(pool: admin) { database in
+                var config = database
+                config.leaseTimeout = .seconds(30)
+                try await TestPostgres.withPool(configuration: config) { pool in
+                    let db = pool.database(schema: nil)
+                    #expect(try await db.fetchValue("SELECT 1", as: Int.self) == 1)
+                    try await admin.database(schema: nil).execute(try SQLTemplate("DROP DATABASE \(SQLIdentifier.quote(database.effectiveDatabase)) WITH (FORCE)"))
+                    let started = ContinuousClock.now
+                    var gone: SchemaDBError?
+                    while gone == nil, ContinuousClock.now - started < .seconds(20) {
+                        do {
+                            _ = try await db.withConnection { try await $0.fetchValue("SELECT 1", as: Int.self) }
+                        } catch let error as SchemaDBError where error.sqlState == "3D000" {
+                            gone = error
+                        } catch let error as SchemaDBError {
+                            #expect(error.code == .connectionFailed)
+                        }
+                    }
+                    #expect(gone?.message.contains("create the database or fix the database name") == true, "\(String(describing: gone))")
+                    #expect(ContinuousClock.now - started < .seconds(15))
+                }
+            }
+        }
+    }
+
     /// A pool whose connections are all busy is not a server that went away: a lease waits for
     /// its whole timeout, past the server check, and then names both possible causes.
     @Test func aBusyPoolWaitsForTheLeaseTimeoutAndIsNotTakenForAnOutage() async throws {
