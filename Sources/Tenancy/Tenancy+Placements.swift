@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import Logging
 public import SchemaDB
 
@@ -67,6 +68,25 @@ extension Tenancy {
         return try await registry.store.updatePlacement(name, state: state, weight: weight)
     }
 
+    /// Removes placement `name` from the registry. It must be draining, and no tenant, spare
+    /// or move may name it; the read-only schemas moves left there must be dropped first
+    /// (``dropMovedAwaySchemas(olderThan:)``). A placement that cannot be reached is removed as
+    /// it is: whatever its database holds stays there.
+    /// - Throws: ``TenancyError`` with code ``TenancyError/Code/placementNotFound``, or
+    ///   ``TenancyError/Code/invalidArgument`` naming what still holds it.
+    public func removePlacement(_ name: String) async throws {
+        try await ready()
+        if name != Placement.defaultName, let pool = try? await placements.pool(for: name) {
+            let frozen = try await SchemaCopier.frozenSchemas(prefix: configuration.schemaPrefix, on: pool.database(schema: nil))
+            guard frozen.isEmpty else {
+                throw TenancyError(
+                    code: .invalidArgument,
+                    message: "placement \"\(name)\" was not removed: it holds \(frozen.count) read-only schemas that moves left behind; drop them first (tenantctl placements cleanup)")
+            }
+        }
+        try await registry.store.removePlacement(name)
+    }
+
     /// Every placement with its counts, whether it is reachable, and the size of its tenant
     /// schemas. Placements are checked side by side; one that is down costs about a second.
     public func placementReports() async throws -> [PlacementReport] {
@@ -81,12 +101,7 @@ extension Tenancy {
             }
             var report = PlacementReport(placement: placement, counts: counts[placement.name] ?? PlacementCounts(byState: [:]), isReachable: false)
             do {
-                let pool = try await self.placements.pool(for: placement.name)
-                report.tenantBytes = try await pool.database(schema: nil).fetchValue(
-                    """
-                    SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                    WHERE starts_with(n.nspname, $1) AND c.relkind IN ('r', 'm', 'p')
-                    """, self.configuration.schemaPrefix, as: Int64.self)
+                report.tenantBytes = try await self.schemaSizes(on: placement.name).values.reduce(0, +)
                 report.isReachable = true
             } catch let error as TenancyError {
                 report.problem = error.message
@@ -185,12 +200,41 @@ extension Tenancy {
 
 extension Tenancy {
     /// The moves that would even out the active and suspended tenants across placements (see
-    /// ``RebalancePlan``), from the registry alone; nothing is changed.
-    public func rebalancePlan(maximumMoves: Int? = nil) async throws -> RebalancePlan {
+    /// ``RebalancePlan``): their number, from the registry alone, or the bytes of their
+    /// schemas, read on every placement. Nothing is changed.
+    /// - Throws: ``TenancyError/Code/placementUnreachable`` when a plan by bytes cannot read a
+    ///   placement holding tenants.
+    public func rebalancePlan(by measure: RebalancePlan.Measure = .tenants, maximumMoves: Int? = nil) async throws -> RebalancePlan {
         try await ready()
         let store = registry.store
-        let tenants = try await store.records(in: [.active, .suspended]).compactMap { row in row.slug.map { (slug: $0, placement: row.placement) } }
-        return try RebalancePlan.make(tenants: tenants, placements: try await store.placements(), maximumMoves: maximumMoves)
+        let records = try await store.records(in: [.active, .suspended])
+        let placements = try await store.placements()
+        guard measure == .bytes else {
+            let tenants = records.compactMap { row in row.slug.map { (slug: $0, placement: row.placement) } }
+            return try RebalancePlan.make(tenants: tenants, placements: placements, maximumMoves: maximumMoves)
+        }
+        // By placement: a moved tenant's frozen old copy has its schema's name on another one.
+        let holding = Set(records.map(\.placement))
+        let sizes = Dictionary(uniqueKeysWithValues: try await forEachConcurrently(placements.filter { holding.contains($0.name) }, width: 8) { placement in
+            (placement.name, try await self.schemaSizes(on: placement.name))
+        })
+        let tenants = records.compactMap { row in row.slug.map { (slug: $0, placement: row.placement, size: sizes[row.placement]?[row.schema] ?? 0) } }
+        return try RebalancePlan.make(tenants: tenants, measure: .bytes, placements: placements, maximumMoves: maximumMoves)
+    }
+
+    /// The bytes of every tenant schema on placement `name` (tables, indexes and TOAST), by schema.
+    private func schemaSizes(on name: String) async throws -> [String: Int64] {
+        let rows = try await placements.pool(for: name).database(schema: nil).fetchAll(
+            """
+            SELECT n.nspname::text, coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE starts_with(n.nspname, $1) AND c.relkind IN ('r', 'm', 'p') GROUP BY 1
+            """, configuration.schemaPrefix)
+        var sizes: [String: Int64] = [:]
+        for row in rows {
+            let (schema, bytes) = try row.decode((String, Int64).self)
+            sizes[schema] = bytes
+        }
+        return sizes
     }
 
     /// Performs `plan`'s moves one at a time (see ``move(_:to:mode:)``), skipping a

@@ -141,6 +141,21 @@ extension TenancyError {
         Self(code: .placementNotFound, message: "no placement \"\(name.debugDescriptionEscaped)\"; list them with `tenantctl placements list`, or add it with `tenantctl placements add`")
     }
 
+    /// Why placement `name` (as now found, or `nil`) was not removed, `tenants` of whose
+    /// tenants, spares or moves still name it.
+    static func placementNotRemoved(_ name: String, found placement: Placement?, tenants: Int) -> Self {
+        guard let placement else { return placementNotFound(name) }
+        let reason: String
+        if placement.name == Placement.defaultName {
+            reason = "it is the registry's own database; it cannot be removed"
+        } else if placement.state == .open {
+            reason = "it is open; drain it first (tenantctl placements drain \(name)), move its tenants away (tenantctl rebalance --apply), then remove it"
+        } else {
+            reason = "\(tenants) tenants, spares or moves still name it; move them away (tenantctl rebalance --apply) or drop them first"
+        }
+        return Self(code: .invalidArgument, message: "placement \"\(name)\" was not removed: \(reason)")
+    }
+
     static func placementExists(_ name: String, identity: DatabaseIdentity? = nil) -> Self {
         Self(code: .placementExists, message: identity.map { "\($0) is already a placement; each database can be one placement only" }
              ?? "placement \"\(name)\" already exists; choose another name")

@@ -51,6 +51,11 @@ protocol RegistryStore: RegistryWriter {
     /// Changes a placement's state or weight and returns it.
     /// - Throws: ``TenancyError/Code/placementNotFound``.
     func updatePlacement(_ name: String, state: Placement.State?, weight: Int?) async throws -> Placement
+    /// Removes a draining placement (never the default) that no tenant, spare or move names,
+    /// in one conditional write.
+    /// - Throws: ``TenancyError/Code/placementNotFound``, or ``TenancyError/Code/invalidArgument``
+    ///   naming what still holds it.
+    func removePlacement(_ name: String) async throws
     /// The rows on each placement by state, deleted rows left out.
     func countByPlacement() async throws -> [String: PlacementCounts]
 

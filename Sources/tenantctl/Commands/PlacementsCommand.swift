@@ -7,7 +7,7 @@ struct PlacementsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "placements",
         abstract: "The PostgreSQL databases tenants live on: add one, list them, drain or open one.",
-        subcommands: [List.self, Show.self, Add.self, Drain.self, Open.self, Weight.self, Cleanup.self],
+        subcommands: [List.self, Show.self, Add.self, Drain.self, Open.self, Weight.self, Cleanup.self, Remove.self],
         defaultSubcommand: List.self)
 
     /// A placement as `--json` prints it.
@@ -161,6 +161,20 @@ struct PlacementsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await PlacementsCommand.set(name, state: nil, weight: weight, options: options) { "placement \($0.name) has weight \($0.weight)" }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "remove", abstract: "Forget a drained placement that no tenant, spare or move names any more.")
+
+        @Argument(help: "The placement's name.") var name: String
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            let context = try CommandContext(options)
+            try await context.withTenancy(needsMigrations: false) { try await $0.removePlacement(name) }
+            context.output.emit(["removed": name]) { "placement \(name) removed; its database is left as it is" }
         }
     }
 

@@ -30,6 +30,21 @@ extension PostgresRegistryStore {
         }
     }
 
+    func removePlacement(_ name: String) async throws {
+        try await translating("be written") {
+            let removed = try await placementsHandle.execute(
+                """
+                DELETE FROM {{tables.placements}} WHERE name = $1 AND name <> $2 AND state = 'draining'
+                  AND NOT EXISTS (SELECT FROM {{tables.tenants}} WHERE state <> 'deleted' AND (placement = $1 OR move_target = $1))
+                """, name, Placement.defaultName)
+            guard removed == 1 else {
+                let holding = try await placementsHandle.fetchValue(
+                    "SELECT count(*)::bigint FROM {{tables.tenants}} WHERE state <> 'deleted' AND (placement = $1 OR move_target = $1)", name, as: Int64.self) ?? 0
+                throw TenancyError.placementNotRemoved(name, found: try await Self.placements(placementsHandle).first { $0.name == name }, tenants: Int(holding))
+            }
+        }
+    }
+
     func countByPlacement() async throws -> [String: PlacementCounts] {
         try await translating("be read") {
             var counts: [String: PlacementCounts] = [:]

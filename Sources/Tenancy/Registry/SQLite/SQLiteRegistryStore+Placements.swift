@@ -25,6 +25,19 @@ extension SQLiteRegistryStore {
         }
     }
 
+    func removePlacement(_ name: String) async throws {
+        try await write { db in
+            try db.execute(sql: """
+                DELETE FROM placements WHERE name = ? AND name <> ? AND state = 'draining'
+                  AND NOT EXISTS (SELECT 1 FROM tenants WHERE state <> 'deleted' AND (placement = ? OR move_target = ?))
+                """, arguments: [name, Placement.defaultName, name, name])
+            guard db.changesCount == 1 else {
+                let holding = try Int.fetchOne(db, sql: "SELECT count(*) FROM tenants WHERE state <> 'deleted' AND (placement = ? OR move_target = ?)", arguments: [name, name]) ?? 0
+                throw TenancyError.placementNotRemoved(name, found: try Self.placements(db).first { $0.name == name }, tenants: holding)
+            }
+        }
+    }
+
     func countByPlacement() async throws -> [String: PlacementCounts] {
         try await read { db in
             var counts: [String: PlacementCounts] = [:]
