@@ -22,12 +22,13 @@ struct OnlineMoveTests {
 
     /// A fixture with placements `src` and `dst` (two databases of the second server) and
     /// tenant `acme` on `src` holding accounts and invoices.
-    static func withLogicalPlacements(_ store: StoreKind, _ body: @escaping @Sendable (TenancyFixture, Tenancy, DatabaseConfig, DatabaseConfig) async throws -> Void) async throws {
+    static func withLogicalPlacements(_ store: StoreKind, addingMigrations extra: [String: String] = [:], _ body: @escaping @Sendable (TenancyFixture, Tenancy, DatabaseConfig, DatabaseConfig) async throws -> Void) async throws {
         guard let server = try secondServer else {
             #expect(!TestPostgres.isCI, "CI must start a second PostgreSQL server with wal_level=logical (TENANCY_TEST_SECOND_SERVER_URL; scripts/test does)")
             return
         }
         try await TenancyFixture.run(store) { fixture in
+            for (name, content) in extra { try fixture.writeMigration(name, content) }
             try await TestPostgres.withPool(configuration: server) { admin in
                 try await TestPostgres.withTemporaryDatabase(pool: admin) { source in
                     try await TestPostgres.withTemporaryDatabase(pool: admin) { target in
@@ -97,6 +98,91 @@ struct OnlineMoveTests {
             #expect(try await Self.leftovers(try tenancy.lifecycle.replication(of: try SQLIdentifier(schema)).name, source: source, target: target) == 0)
             let reconciled = try await tenancy.reconcile()
             #expect(reconciled.isClean && reconciled.findings.map(\.kind) == [.movedAwaySchema])
+        }
+    }
+
+    /// Writers waiting on the move's lock may hold every other connection of the source's
+    /// pool: the move takes what it needs before it locks, and finishes.
+    @Test func anOnlineMoveFinishesWhileWritersHoldEveryOtherConnection() async throws {
+        try await Self.withLogicalPlacements(.postgres) { fixture, tenancy, source, target in
+            let writers = (0..<16).map { writer in
+                Task {
+                    var (index, acknowledged) = (0, [String]())
+                    while !Task.isCancelled {
+                        index += 1
+                        let email = "w\(writer)-\(index)@acme.test"
+                        if (try? await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", email)) != nil {
+                            acknowledged.append(email)
+                        }
+                    }
+                    return acknowledged
+                }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            let started = ContinuousClock.now
+            let report = try await tenancy.move("acme", to: "dst")
+            #expect(ContinuousClock.now - started < .seconds(20))
+            #expect(report.outcome == .moved && report.refusedMilliseconds < 10_000, "writes held \(report.refusedMilliseconds) ms")
+            try await Task.sleep(for: .milliseconds(200))
+            writers.forEach { $0.cancel() }
+            var written: [String] = []
+            for writer in writers { written += await writer.value }
+            let found = Set(try await tenancy.database(for: "acme").fetchAll("SELECT email FROM {{tables.accounts}}", as: String.self))
+            #expect(!written.isEmpty && written.allSatisfy { found.contains($0) }, "acknowledged writes missing on the target")
+        }
+    }
+
+    /// A replica whose rows differ from the source's (here a trigger that fires only where
+    /// changes are applied by replication rewrites one value) is caught by the check of every
+    /// row: nothing is switched, and the tenant stays served where it was.
+    @Test func anOnlineMoveWhoseReplicaDiffersIsNotSwitched() async throws {
+        let tamper = """
+            CREATE FUNCTION {{schema}}.tamper() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF current_setting('session_replication_role') = 'replica' AND NEW.email = 'u7@acme.test' THEN NEW.balance := NEW.balance + 1; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER tamper BEFORE INSERT OR UPDATE ON {{tables.accounts}} FOR EACH ROW EXECUTE FUNCTION {{schema}}.tamper();
+            ALTER TABLE {{tables.accounts}} ENABLE ALWAYS TRIGGER tamper;
+            """
+        try await Self.withLogicalPlacements(.postgres, addingMigrations: ["003_tamper.sql": tamper]) { fixture, tenancy, source, target in
+            let schema = try SQLIdentifier(try #require(try await tenancy.tenant("acme")).schema)
+            let error = await #expect(throws: TenancyError.self) { try await tenancy.move("acme", to: "dst") }
+            #expect(error?.code == .databaseFailed && error?.message.contains("table accounts (same row count, other contents)") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("acme.test") == false, "no data value in the error")
+            let tenant = try #require(try await tenancy.tenant("acme"))
+            #expect(tenant.state == .moving && tenant.placement == "src")
+            // Still served, and writable, where it was.
+            try await tenancy.database(for: "acme").execute("UPDATE {{tables.accounts}} SET balance = balance + 1 WHERE email = $1", "u1@acme.test")
+            let rolledBack = try await tenancy.abortMove("acme")
+            #expect(rolledBack.outcome == .rolledBack && rolledBack.tenant.state == .active && rolledBack.tenant.placement == "src")
+            #expect(try await Self.leftovers(try tenancy.lifecycle.replication(of: schema).name, source: source, target: target) == 0)
+        }
+    }
+
+    /// A copy the target server keeps failing (here a trigger that refuses one replicated row)
+    /// fails the move after a few attempts instead of waiting out the copy's hour; the tenant
+    /// stays served where it was and the rollback leaves nothing behind.
+    @Test func anOnlineMoveWhoseCopyKeepsFailingStopsEarly() async throws {
+        let refuse = """
+            CREATE FUNCTION {{schema}}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF current_setting('session_replication_role') = 'replica' AND NEW.email = 'u7@acme.test' THEN RAISE EXCEPTION 'refused'; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON {{tables.accounts}} FOR EACH ROW EXECUTE FUNCTION {{schema}}.refuse();
+            ALTER TABLE {{tables.accounts}} ENABLE ALWAYS TRIGGER refuse;
+            """
+        try await Self.withLogicalPlacements(.sqlite, addingMigrations: ["003_refuse.sql": refuse]) { fixture, tenancy, source, target in
+            let schema = try SQLIdentifier(try #require(try await tenancy.tenant("acme")).schema)
+            let started = ContinuousClock.now
+            let error = await #expect(throws: TenancyError.self) { try await tenancy.move("acme", to: "dst") }
+            #expect(error?.message.contains("failed 3 times to copy the tenant") == true, "\(String(describing: error))")
+            #expect(ContinuousClock.now - started < .seconds(60))
+            #expect(try await tenancy.tenant("acme")?.placement == "src")
+            try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "during@acme.test")
+            #expect(try await tenancy.abortMove("acme").tenant.state == .active)
+            #expect(try await Self.leftovers(try tenancy.lifecycle.replication(of: schema).name, source: source, target: target) == 0)
         }
     }
 

@@ -8,8 +8,9 @@ import Testing
 /// Failures seen in the field: each test fails without the repair it names.
 @Suite(integration, .timeLimit(.minutes(2)))
 struct RepairTests {
-    /// A `Tenancy` whose connections go through a proxy that can lose a COMMIT's answer.
-    func withProxiedTenancy(_ fixture: TenancyFixture, _ body: (Tenancy, FaultProxy) async throws -> Void) async throws {
+    /// A `Tenancy` whose connections go through a proxy that can lose a COMMIT's answer. With
+    /// `borrowing`, it borrows the pool's client, as an application's, and the test may run it.
+    func withProxiedTenancy(_ fixture: TenancyFixture, borrowing: Bool = false, _ body: (Tenancy, FaultProxy) async throws -> Void) async throws {
         let direct = try fixture.pool.configuration ?? TestPostgres.makeTestConfiguration()
         let proxy = try await FaultProxy.start(upstreamHost: direct.host, upstreamPort: direct.port)
         var proxied = direct
@@ -18,7 +19,7 @@ struct RepairTests {
         proxied.retry = .none
         do {
             try await DatabasePool.withPool(configuration: proxied, logger: TenancyFixture.silent) { pool in
-                let tenancy = try fixture.makeTenancy(pool: pool)
+                let tenancy = try fixture.makeTenancy(pool: borrowing ? DatabasePool(borrowing: pool.client, maximumConnections: 8, logger: TenancyFixture.silent) : pool)
                 _ = try await tenancy.ready()
                 try await body(tenancy, proxy)
             }
@@ -123,6 +124,34 @@ struct RepairTests {
                 #expect(suspended.state == .suspended)
                 let events = try await tenancy.registry.events(for: try TenantSlug("acme-2")).map(\.kind)
                 #expect(events.filter { $0 == .renamed }.count == 1 && events.filter { $0 == .suspended }.count == 1)
+            }
+        }
+    }
+
+    /// A move whose registry answers were lost (the mark, then the switch) committed both:
+    /// the mover reads them back and reports the move once, and the tenant is served from its
+    /// new placement.
+    @Test func aMoveWhoseRegistryAnswersWereLostIsReadBack() async throws {
+        try await PlacementTests.withPlacements(.postgres, count: 1) { fixture, databases in
+            try await withProxiedTenancy(fixture, borrowing: true) { tenancy, proxy in
+                try await PlacementTests.running(tenancy) {
+                    _ = try await tenancy.addPlacement("eu-2", database: databases[0])
+                    _ = try await tenancy.create("acme", placement: "default")
+                    try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "a@acme.test")
+                    proxy.loseNextReply(toStatementContaining: "WITH moved AS")
+                    await #expect(throws: MoveStopped.self) {
+                        try await tenancy.lifecycle.move(TenantSlug("acme"), to: "eu-2", mode: .offline, stoppingAfter: .markedMoving)
+                    }
+                    #expect(proxy.commitRepliesLost == 1)
+                    #expect(try await tenancy.tenant("acme")?.state == .moving)
+                    proxy.loseNextReply(toStatementContaining: "WITH moved AS")
+                    let report = try await tenancy.resumeMove("acme")
+                    #expect(proxy.commitRepliesLost == 2)
+                    #expect(report.outcome == .moved && report.tenant.placement == "eu-2" && report.tenant.state == .active)
+                    let events = try await tenancy.registry.events(for: TenantSlug("acme")).map(\.kind)
+                    #expect(events.filter { $0 == .moved }.count == 1 && events.filter { $0 == .moveStarted }.count == 1)
+                    #expect(try await tenancy.database(for: "acme").fetchAll("SELECT email FROM {{tables.accounts}}", as: String.self) == ["a@acme.test"])
+                }
             }
         }
     }

@@ -383,7 +383,8 @@ public struct FleetMigrator: Sendable {
                             stop.stop(reason: "the connection to the database was lost")
                         } else {
                             // Only this placement's tenants are affected; they fail at once from now on.
-                            outages.record(tenant.placement, "placement \"\(tenant.placement)\" went away during the run: \(error.message)")
+                            item.error = "placement \"\(tenant.placement)\" went away during the run: \(error.message)"
+                            outages.record(tenant.placement, item.error ?? "")
                         }
                     }
                 } catch let error as TenancyError where [.placementUnreachable, .placementMismatch, .placementNotFound].contains(error.code) {

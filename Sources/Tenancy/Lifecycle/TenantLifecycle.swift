@@ -197,7 +197,8 @@ struct TenantLifecycle: Sendable {
         } catch where Self.isConnectionLoss(error) {
             let next = record.applying(change, at: Date())
             guard let settled = try? await settling({ try await registry.store.settledRecord(after: record) }),
-                  !settled.fenced, let now = settled.row, now.generation == record.generation + 1, now.state == next.state, now.slug == next.slug else { throw error }
+                  !settled.fenced, let now = settled.row, now.generation == record.generation + 1, now.state == next.state, now.slug == next.slug,
+                  now.placement == next.placement else { throw error }
             return now
         }
     }

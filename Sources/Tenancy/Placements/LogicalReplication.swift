@@ -79,8 +79,9 @@ struct LogicalReplication: Sendable {
 
     /// Waits until every table's initial copy is done and the subscription streams changes.
     /// Fails early when the target server starts no worker for the subscription (none free, or
-    /// it cannot reach the source).
-    func waitUntilSynchronized(on target: SchemaDatabase, timeout: Duration, workerStartTimeout: Duration = .seconds(30)) async throws {
+    /// it cannot reach the source), or when its workers fail `failureLimit` times (a row the
+    /// copy refuses fails again on every retry).
+    func waitUntilSynchronized(on target: SchemaDatabase, timeout: Duration, workerStartTimeout: Duration = .seconds(30), failureLimit: Int64 = 3) async throws {
         let start = ContinuousClock.now
         let deadline = start + timeout
         var workerSeen = false
@@ -100,6 +101,13 @@ struct LogicalReplication: Sendable {
                 FROM pg_subscription s LEFT JOIN pg_subscription_rel r ON r.srsubid = s.oid WHERE s.subname = $1
                 """, name, as: Int64.self) ?? 1
             if pending == 0 { return }
+            let failures = try await target.fetchValue(
+                "SELECT coalesce(sum(apply_error_count + sync_error_count), 0)::int8 FROM pg_stat_subscription_stats WHERE subname = $1", name, as: Int64.self) ?? 0
+            if failures >= failureLimit {
+                throw TenancyError(
+                    code: .databaseFailed,
+                    message: "the target server failed \(failures) times to copy the tenant (its log says why: a trigger or constraint of the copy that refuses a row, or a migration applied during the move); nothing was switched, roll the move back (move --abort) or move it offline")
+            }
             guard ContinuousClock.now < deadline else {
                 throw TenancyError(
                     code: .databaseFailed,

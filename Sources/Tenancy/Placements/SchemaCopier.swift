@@ -99,18 +99,18 @@ enum SchemaCopier {
         }
     }
 
-    /// The row count and an order-independent checksum of every row of `table`: the sum of a
-    /// 64-bit hash of each row's text (PostgreSQL's hash functions give the same value on
-    /// every platform, as hash partitioning needs), with no sort.
-    static func fingerprint(_ table: Table, schema: SQLIdentifier, on db: SchemaDatabase) async throws -> Fingerprint {
-        let row = try await db.fetchAll(try SQLTemplate(
-            """
-            SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text
-            FROM \(schema.quoted).\(SQLIdentifier.quote(table.name)) t
-            """)).first
-        let (count, checksum) = try row?.decode((Int64, String).self) ?? (Int64(0), "")
-        return Fingerprint(rows: count, checksum: checksum)
+    /// The row count and (with `content`) an order-independent checksum of every row of
+    /// `table`: the sum of a 64-bit hash of each row's text (PostgreSQL's hash functions give
+    /// the same value on every platform, as hash partitioning needs), with no sort.
+    static func fingerprint(_ table: Table, schema: SQLIdentifier, on db: SchemaDatabase, content: Bool = true) async throws -> Fingerprint {
+        let checksum = content ? "coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text" : "''"
+        let row = try await db.fetchAll(try SQLTemplate("SELECT count(*), \(checksum) FROM \(schema.quoted).\(SQLIdentifier.quote(table.name)) t")).first
+        let (count, sum) = try row?.decode((Int64, String).self) ?? (Int64(0), "")
+        return Fingerprint(rows: count, checksum: sum)
     }
+
+    /// The SQLSTATE a frozen schema refuses writes with: `read_only_sql_transaction`.
+    static let frozenSQLState = "25006"
 
     /// Makes every table of `schema` refuse writes (`25006`), inside `transaction`, noting where
     /// the tenant went.
@@ -120,7 +120,7 @@ enum SchemaCopier {
             """
             CREATE FUNCTION \(function)() RETURNS trigger LANGUAGE plpgsql AS $body$
             BEGIN
-                RAISE EXCEPTION 'this tenant schema was moved to another placement and is read-only' USING ERRCODE = '25006';
+                RAISE EXCEPTION 'this tenant schema was moved to another placement and is read-only' USING ERRCODE = '\(frozenSQLState)';
             END
             $body$
             """))

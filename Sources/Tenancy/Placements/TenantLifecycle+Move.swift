@@ -175,7 +175,7 @@ extension TenantLifecycle {
     }
 
     /// Copies (or checks the copy of) a `moving` tenant and switches it to its target.
-    private func finishMove(_ record: TenantRecord, migrations: TenantMigrations, start: ContinuousClock.Instant, stoppingAfter step: MoveStep?) async throws -> MoveReport {
+    func finishMove(_ record: TenantRecord, migrations: TenantMigrations, start: ContinuousClock.Instant = .now, stoppingAfter step: MoveStep? = nil) async throws -> MoveReport {
         guard let move = record.move else {
             throw TenancyError(code: .registryFailed, message: "\(record.name) is moving, but the registry does not say where; roll it back with tenantctl move --abort")
         }
@@ -255,20 +255,19 @@ extension TenantLifecycle {
         try await replication.subscribe(on: dst, source: sourceConfiguration)
         try await replication.waitUntilSynchronized(on: dst, timeout: Self.onlineCopyTimeout)
         if step == .targetCommitted { throw MoveStopped(step: .targetCommitted) }
+        let rowsChecked = try await checkReplica(tables, everyTable: everyTable, of: schema, of: record, source: src, target: dst, replication: replication)
         let heldSince = ContinuousClock.now
         let target = record.move?.target ?? ""
         let rows = try await src.withTransaction { tx in
             try await Self.lockAgainstWrites(everyTable, of: schema, in: tx, lockTimeout: lockTimeout)
-            // Every write committed before the locks is at or before this position (the insert
-            // position: with asynchronous commit a commit record may not be written yet).
-            let position = try await tx.fetchValue("SELECT pg_current_wal_insert_lsn()::text", as: String.self) ?? "0/0"
-            let deadline = ContinuousClock.now + Self.catchUpTimeout
-            try await replication.waitUntilApplied(upTo: position, on: src, timeout: Self.catchUpTimeout)
+            try await replication.waitUntilApplied(upTo: try await Self.walInsertPosition(tx), on: tx, timeout: Self.catchUpTimeout)
             try await SchemaCopier.copySequences(of: schema, from: tx, to: dst)
-            // The target has confirmed the position; a check that still differs is given until the deadline.
+            // Every row was checked at one point of the source's history; since then the target
+            // has confirmed every later change, and the row counts must still agree.
+            let deadline = ContinuousClock.now + Self.catchUpTimeout
             var rows = Int64(0)
             while true {
-                let comparison = try await Self.compare(tables, of: schema, source: tx, target: dst)
+                let comparison = try await Self.compare(tables, of: schema, source: tx, target: dst, content: false)
                 if comparison.mismatch == nil || ContinuousClock.now >= deadline {
                     rows = try Self.checked(comparison, of: record)
                     break
@@ -278,7 +277,82 @@ extension TenantLifecycle {
             try await SchemaCopier.freeze(schema, movedTo: target, in: tx)
             return rows
         }
+        logger.debug("online move checked", metadata: [TenancyLoggingKeys.tenantSlug: "\(record.slug ?? "")", "move.rows_checked": "\(rowsChecked)"])
         return (tables.count, rows, heldSince)
+    }
+
+    /// Checks every row of the replica against the source while writes go on: the source's
+    /// tables are locked only until the target has applied the source's last write and a
+    /// snapshot is taken on each side, and then both snapshots, which see the same rows, are
+    /// compared table by table. Both readers hold their connections before the lock is taken:
+    /// writers waiting on the lock may hold every other connection of the source's pool.
+    /// - Returns: The rows checked.
+    private func checkReplica(
+        _ tables: [SchemaCopier.Table], everyTable: [String], of schema: SQLIdentifier, of record: TenantRecord,
+        source: SchemaDatabase, target: SchemaDatabase, replication: LogicalReplication
+    ) async throws -> Int64 {
+        let (ready, isReady) = AsyncStream<Void>.makeStream()
+        let (taken, isTaken) = AsyncStream<Void>.makeStream()
+        let gates = [AsyncStream<Void>.makeStream(), AsyncStream<Void>.makeStream()]
+        let lockTimeout = lockTimeout
+        /// Waits for two signals of `stream`; `false` when it ended first (a reader failed).
+        func both(_ stream: AsyncStream<Void>) async -> Bool {
+            var count = 0
+            for await _ in stream {
+                count += 1
+                if count == 2 { return true }
+            }
+            return false
+        }
+        return try await withThrowingTaskGroup(of: (isSource: Bool, fingerprints: [SchemaCopier.Fingerprint]).self) { group in
+            for (index, (isSource, side)) in [(true, source), (false, target)].enumerated() {
+                let gate = gates[index].stream
+                group.addTask {
+                    do {
+                        return try await side.withTransaction(isolation: .repeatableRead, readOnly: true) { reader in
+                            isReady.yield()
+                            var opened = false
+                            for await _ in gate {
+                                opened = true
+                                break
+                            }
+                            guard opened else { throw CancellationError() }
+                            // The snapshot is taken by the first statement.
+                            _ = try await reader.fetchAll("SELECT 1")
+                            isTaken.yield()
+                            var fingerprints: [SchemaCopier.Fingerprint] = []
+                            for table in tables { fingerprints.append(try await SchemaCopier.fingerprint(table, schema: schema, on: reader)) }
+                            return (isSource, fingerprints)
+                        }
+                    } catch {
+                        isReady.finish()
+                        isTaken.finish()
+                        throw error
+                    }
+                }
+            }
+            defer { gates.forEach { $0.continuation.finish() } }
+            // Both readers in their transactions (or one failed: the group rethrows its error).
+            if await both(ready) {
+                try await source.withTransaction { tx in
+                    try await Self.lockAgainstWrites(everyTable, of: schema, in: tx, lockTimeout: lockTimeout)
+                    try await replication.waitUntilApplied(upTo: try await Self.walInsertPosition(tx), on: tx, timeout: Self.catchUpTimeout)
+                    gates.forEach { $0.continuation.yield() }
+                    // Writes wait only until both snapshots are taken.
+                    _ = await both(taken)
+                }
+            }
+            var sides: [Bool: [SchemaCopier.Fingerprint]] = [:]
+            while let side = try await group.next() { sides[side.isSource] = side.fingerprints }
+            return try Self.checked(Self.compare(tables, source: sides[true] ?? [], target: sides[false] ?? []), of: record)
+        }
+    }
+
+    /// The source's WAL insert position: every write committed before it is at or before this
+    /// position (the insert position, since with asynchronous commit a commit record may not be
+    /// flushed yet).
+    private static func walInsertPosition(_ db: SchemaDatabase) async throws -> String {
+        try await db.fetchValue("SELECT pg_current_wal_insert_lsn()::text", as: String.self) ?? "0/0"
     }
 
     /// The configuration this process reaches `placement` with, for the target server to
@@ -315,16 +389,32 @@ extension TenantLifecycle {
         try await transaction.execute(try SQLTemplate("LOCK TABLE " + tables.map { "\(schema.quoted).\(SQLIdentifier.quote($0))" }.joined(separator: ", ") + " IN EXCLUSIVE MODE"))
     }
 
-    /// Compares every table of `schema` on both sides (rows and a checksum of every row, read
-    /// on both at once), stopping at the first that differs.
-    /// - Returns: The rows, and what differs.
-    private static func compare(_ tables: [SchemaCopier.Table], of schema: SQLIdentifier, source: SchemaDatabase, target: SchemaDatabase) async throws -> (rows: Int64, mismatch: String?) {
-        var rows = Int64(0)
+    /// Compares every table of `schema` on both sides (rows, and with `content` a checksum of
+    /// every row), read on both at once.
+    /// - Returns: The rows, and the first table that differs.
+    private static func compare(
+        _ tables: [SchemaCopier.Table], of schema: SQLIdentifier, source: SchemaDatabase, target: SchemaDatabase, content: Bool = true
+    ) async throws -> (rows: Int64, mismatch: String?) {
+        var (expected, found) = ([SchemaCopier.Fingerprint](), [SchemaCopier.Fingerprint]())
         for table in tables {
-            async let sourceFingerprint = SchemaCopier.fingerprint(table, schema: schema, on: source)
-            let found = try await SchemaCopier.fingerprint(table, schema: schema, on: target)
-            let expected = try await sourceFingerprint
-            guard expected == found else { return (rows, "table \(table.name) (\(found.rows) rows against \(expected.rows))") }
+            async let sourceFingerprint = SchemaCopier.fingerprint(table, schema: schema, on: source, content: content)
+            found.append(try await SchemaCopier.fingerprint(table, schema: schema, on: target, content: content))
+            expected.append(try await sourceFingerprint)
+            if expected.last != found.last { break }
+        }
+        return compare(tables, source: expected, target: found)
+    }
+
+    /// Compares the fingerprints of `tables` read on both sides.
+    /// - Returns: The rows, and the first table that differs.
+    private static func compare(_ tables: [SchemaCopier.Table], source: [SchemaCopier.Fingerprint], target: [SchemaCopier.Fingerprint]) -> (rows: Int64, mismatch: String?) {
+        var rows = Int64(0)
+        for (index, table) in tables.enumerated() {
+            guard index < source.count, index < target.count else { return (rows, "table \(table.name) (not read)") }
+            let (expected, found) = (source[index], target[index])
+            guard expected == found else {
+                return (rows, expected.rows == found.rows ? "table \(table.name) (same row count, other contents)" : "table \(table.name) (\(found.rows) rows against \(expected.rows))")
+            }
             rows += expected.rows
         }
         return (rows, nil)
@@ -429,7 +519,9 @@ extension TenantLifecycle {
     }
 
     /// Runs `body` holding the schema's provisioning lock on `pool` (the source's), so that
-    /// one process at a time moves, resumes or rolls back a tenant, and reconcile leaves it alone.
+    /// one process at a time moves, resumes or rolls back a tenant, and reconcile leaves it
+    /// alone. `record` must still be the registry's row once the lock is held: a process that
+    /// read it before another finished or rolled back the move acts on nothing.
     private func holdingMoveLock<Result: Sendable>(_ record: TenantRecord, on pool: DatabasePool, _ body: () async throws -> Result) async throws -> Result {
         try await pool.database(schema: nil).withConnection { session in
             session.markForeignSQL()
@@ -437,6 +529,8 @@ extension TenantLifecycle {
                 throw TenancyError(code: .provisioningInProgress, message: "another process is moving \(record.name); wait for it to finish", slug: record.slug)
             }
             do {
+                let now = try await registry.store.record(id: record.id)
+                guard let now, now.generation == record.generation else { throw TenancyError.concurrentChange(record, now: now) }
                 let result = try await body()
                 try await Provisioner.unlock(record.schema, on: session)
                 return result
