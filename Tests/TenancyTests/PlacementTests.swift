@@ -201,6 +201,33 @@ struct PlacementTests {
         }
     }
 
+    @Test(arguments: StoreKind.allCases)
+    func aPlacementIsRemovedOnlyOnceDrainedEmptyAndCleanedUp(store: StoreKind) async throws {
+        try await Self.withPlacements(store, count: 1) { fixture, databases in
+            let tenancy = try Self.makeTenancy(fixture)
+            try await Self.running(tenancy) {
+                _ = try await tenancy.addPlacement("eu-2", database: databases[0])
+                _ = try await tenancy.create("acme", placement: "eu-2")
+                func refusal(_ name: String) async -> TenancyError? {
+                    do { try await tenancy.removePlacement(name) } catch let error as TenancyError { return error } catch { return nil }
+                    return nil
+                }
+                #expect(await refusal("eu-2")?.message.contains("it is open; drain it first") == true)
+                _ = try await tenancy.setPlacement("eu-2", state: .draining)
+                #expect(await refusal("eu-2")?.message.contains("1 tenants, spares or moves still name it") == true)
+                _ = try await tenancy.move("acme", to: "default", mode: .offline)
+                #expect(await refusal("eu-2")?.message.contains("read-only schemas that moves left behind") == true)
+                _ = try await tenancy.dropMovedAwaySchemas()
+                try await tenancy.removePlacement("eu-2")
+                #expect(try await tenancy.placementReports().map(\.placement.name) == ["default"])
+                #expect(await refusal("eu-2")?.code == .placementNotFound)
+                #expect(await refusal("default")?.message.contains("cannot be removed") == true)
+                // The tenant that left it is served where it went.
+                #expect(try await tenancy.database(for: "acme").fetchValue("SELECT count(*) FROM {{tables.accounts}}", as: Int.self) == 0)
+            }
+        }
+    }
+
     @Test func aPlacementWhoseURLNowLeadsToAnotherDatabaseIsRefused() async throws {
         try await Self.withPlacements(.postgres, count: 2) { fixture, databases in
             let tenancy = try Self.makeTenancy(fixture)
@@ -240,6 +267,20 @@ struct PlacementTests {
                 #expect(try await tenancy.registry.countByPlacement().mapValues(\.tenants) == ["default": 3, "eu-2": 2])
                 #expect(try await tenancy.rebalancePlan().moves.isEmpty)
                 for move in plan.moves { #expect(try await tenancy.database(for: move.slug).fetchValue("SELECT count(*) FROM {{tables.accounts}}", as: Int.self) == 0) }
+                // By bytes, the tenant with rows is worth several empty ones; it stays, and empty
+                // ones leave its placement.
+                try await tenancy.database(for: "t-1").execute(
+                    "INSERT INTO {{tables.accounts}} (email) SELECT 'user' || i || '@t1.test' FROM generate_series(1, 20000) i")
+                // A moved tenant grows on its new placement; its frozen old copy on the default one does not count.
+                let grown = try #require(plan.moves.first?.slug)
+                try await tenancy.database(for: grown).execute(
+                    "INSERT INTO {{tables.accounts}} (email) SELECT 'user' || i || '@grown.test' FROM generate_series(1, 2000) i")
+                let byBytes = try await tenancy.rebalancePlan(by: .bytes)
+                #expect(byBytes.measure == .bytes && byBytes.loads.map(\.placement) == ["default", "eu-2"])
+                #expect(!byBytes.moves.isEmpty && byBytes.moves.allSatisfy { $0.from == "default" && $0.slug != "t-1" }, "\(byBytes.moves)")
+                #expect(byBytes.loads[1].before == (try await tenancy.lifecycle.placements.pool(for: "eu-2").database(schema: nil).fetchValue(
+                    "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE starts_with(n.nspname, $1) AND c.relkind IN ('r', 'm', 'p')",
+                    fixture.schemaPrefix, as: Int64.self)))
             }
         }
     }
@@ -260,6 +301,126 @@ struct PlacementTests {
                 _ = try await tenancy.setPlacement("eu-2", state: .draining)
                 #expect(await errorCode { try await tenancy.fillSpares(count: 1, placement: "eu-2") } == .invalidArgument)
                 #expect(try await tenancy.registry.spares(on: "eu-2").count == 1)
+            }
+        }
+    }
+
+    /// Runs `scripts/postgres` (`start` or `stop`, keeping the data) for the test server on
+    /// `port`. Spawned and waited for directly, with no descriptor but the standard three:
+    /// Foundation's `Process` reports no exit while a daemon it started (the server) still
+    /// holds the descriptor it watches.
+    static func postgresScript(_ command: String, port: Int) async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let script = root.appendingPathComponent("scripts/postgres").path
+        let environment = ProcessInfo.processInfo.environment.merging(["TENANCY_PG_PORT": "\(port)", "TENANCY_PG_FSYNC": "off", "TENANCY_PG_KEEP": "1"]) { $1 }
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                let argv: [UnsafeMutablePointer<CChar>?] = ([script, command] as [String]).map { strdup($0) } + [nil]
+                let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+                defer { (argv + envp).forEach { free($0) } }
+                var actions = posix_spawn_file_actions_t()
+                posix_spawn_file_actions_init(&actions)
+                defer { posix_spawn_file_actions_destroy(&actions) }
+                posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+                posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+                // The server outlives the test: it must not hold this process's sockets and files
+                // open, or a connection the test closes never ends for its other side.
+                guard let closeFrom = Self.spawnActionClosingFrom else {
+                    return continuation.resume(throwing: TestFailure("this C library lacks posix_spawn_file_actions_addclosefrom_np (glibc 2.34 or later)"))
+                }
+                _ = closeFrom(&actions, 3)
+                var pid = pid_t()
+                let spawned = posix_spawn(&pid, script, &actions, nil, argv, envp)
+                guard spawned == 0 else { return continuation.resume(throwing: TestFailure("cannot run \(script): error \(spawned)")) }
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+                continuation.resume(returning: (status >> 8) & 0xff)
+            }
+        }
+        guard status == 0 else { throw TestFailure("scripts/postgres \(command) on port \(port) exited with \(status)") }
+    }
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np`, which Swift's Glibc module does not
+    /// declare.
+    private static let spawnActionClosingFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
+
+    struct TestFailure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Three placements on three servers; the third server is stopped in the middle of a fleet
+    /// run: its tenants fail, naming it, while the others are migrated; once it is started
+    /// again, a resume migrates the rest.
+    @Test func aServerStoppedDuringAFleetRunFailsOnlyItsTenantsAndAResumeFinishesThem() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard let secondURL = environment["TENANCY_TEST_SECOND_SERVER_URL"], !secondURL.isEmpty,
+              let port = environment["TENANCY_TEST_THIRD_SERVER_PORT"].flatMap(Int.init) else {
+            #expect(!TestPostgres.isCI, "CI must start a second and a third PostgreSQL server (scripts/test does)")
+            return
+        }
+        var (second, third) = (try DatabaseConfig(url: secondURL), try DatabaseConfig(url: "postgres://postgres@127.0.0.1:\(port)/postgres"))
+        (second.retry, third.retry) = (.none, .none)
+        try await TenancyFixture.run(.postgres) { fixture in
+            try await TestPostgres.withPool(configuration: second) { secondAdmin in
+                try await TestPostgres.withTemporaryDatabase(pool: secondAdmin) { two in
+                    try await TestPostgres.withPool(configuration: third) { thirdAdmin in
+                        try await TestPostgres.withTemporaryDatabase(pool: thirdAdmin) { three in
+                            let tenancy = try Self.makeTenancy(fixture)
+                            try await Self.running(tenancy) {
+                                _ = try await tenancy.addPlacement("two", database: two)
+                                _ = try await tenancy.addPlacement("three", database: three)
+                                for slug in ["one-1", "one-2"] { _ = try await tenancy.create(slug, placement: "default") }
+                                for slug in ["two-1", "two-2"] { _ = try await tenancy.create(slug, placement: "two") }
+                                for slug in ["three-1", "three-2", "three-3", "three-4"] { _ = try await tenancy.create(slug, placement: "three") }
+                            }
+                            try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id serial PRIMARY KEY); SELECT pg_sleep(0.3);")
+                            let upgraded = try Self.makeTenancy(fixture)
+                            try await Self.running(upgraded) {
+                                var options = FleetMigrator.Options()
+                                options.concurrencyPerPlacement = 1
+                                // The server stops once the first of its tenants is migrated.
+                                let (migratedOnThree, signal) = AsyncStream<Void>.makeStream()
+                                let stopper = Task {
+                                    for await _ in migratedOnThree { break }
+                                    try await Self.postgresScript("stop", port: port)
+                                }
+                                let report: FleetReport
+                                do {
+                                    report = try await upgraded.fleet.run(.all, options: options) { progress in
+                                        if let latest = progress.latest, latest.slug?.hasPrefix("three-") == true, latest.status == .succeeded { signal.yield() }
+                                    }
+                                    signal.finish()
+                                    try await stopper.value
+                                } catch {
+                                    signal.finish()
+                                    try? await stopper.value
+                                    try await Self.postgresScript("start", port: port)
+                                    throw error
+                                }
+                                do {
+                                    #expect(report.run.status == .completedWithFailures)
+                                    let succeeded = Set(report.items.filter { $0.status == .succeeded }.compactMap(\.slug))
+                                    #expect(succeeded.isSuperset(of: ["one-1", "one-2", "two-1", "two-2"]))
+                                    #expect(report.failures.count >= 2 && report.failures.allSatisfy { $0.slug?.hasPrefix("three-") == true })
+                                    #expect(report.failures.allSatisfy { $0.error?.contains("three") == true }, "\(report.failures.map(\.error))")
+                                }
+                                try await Self.postgresScript("start", port: port)
+                                try await Task.sleep(for: PlacementPools.failureMemory)
+                                let resumed = try await upgraded.fleet.resume(runID: report.run.id)
+                                #expect(resumed.run.status == .completed, "\(resumed.failures.map(\.error))")
+                                for slug in ["three-1", "three-2", "three-3", "three-4"] {
+                                    try await eventually("\(slug) is served at the new level", timeout: .seconds(20)) {
+                                        (try? await upgraded.database(for: slug).fetchValue("SELECT count(*) FROM {{tables.notes}}", as: Int.self)) == 0
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -330,6 +491,24 @@ struct PlacementTests {
         let balanced = try RebalancePlan.make(tenants: [("a", "default"), ("b", "eu-2")], placements: Array(placements.prefix(2)))
         #expect(balanced.moves.isEmpty)
         #expect(throws: TenancyError.self) { try RebalancePlan.make(tenants: [], placements: [Self.placement("x", state: .draining)]) }
+    }
+
+    @Test func aRebalancePlanByBytesMovesTheTenantsThatBestCloseTheGap() throws {
+        let placements = [Self.placement("default"), Self.placement("eu-2")]
+        let tenants: [(slug: String, placement: String, size: Int64)] = [("a", "default", 600), ("b", "default", 300), ("c", "default", 100), ("d", "default", 50), ("e", "default", 50)]
+        // Shares of 550 each: the 600 tenant alone leaves them 50 apart; nothing else helps.
+        let plan = try RebalancePlan.make(tenants: tenants, measure: .bytes, placements: placements)
+        #expect(plan.measure == .bytes && plan.moves.map(\.slug) == ["a"] && plan.moves.first?.size == 600)
+        #expect(plan.loads.map(\.target) == [550, 550] && plan.loads.map(\.after) == [500, 600])
+        // A tenant larger than the gap stays: 100 against 10 moves the small ones only.
+        let small = try RebalancePlan.make(tenants: [("big", "default", 100), ("s1", "eu-2", 5), ("s2", "eu-2", 5)], measure: .bytes, placements: placements)
+        #expect(small.moves.isEmpty)
+        // Draining placements are emptied, each tenant to where the gap is largest.
+        let draining = [Self.placement("default"), Self.placement("eu-2"), Self.placement("old", state: .draining)]
+        let emptied = try RebalancePlan.make(
+            tenants: [("x", "old", 300), ("y", "old", 200), ("z", "default", 500)], measure: .bytes, placements: draining)
+        #expect(emptied.loads.last?.after == 0 && Set(emptied.moves.map(\.slug)) == ["x", "y"])
+        #expect(emptied.loads.map(\.after) == [500, 500, 0])
     }
 
     @Test func placementNamesAndTheirEnvironmentVariables() throws {
