@@ -55,6 +55,13 @@ struct MoveTests {
                 ($0 as? SchemaDBError)?.sqlState == "25006"
             }
             #expect(try await stale.fetchValue("SELECT count(*) FROM {{tables.accounts}}", as: Int.self) == 40)
+            // A migration that reaches the frozen source late (from a fleet run that read the
+            // tenant before the move) fails there and leaves it as it was.
+            try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id serial PRIMARY KEY);")
+            let late = try PlacementTests.makeTenancy(fixture).lifecycle.requireMigrations()
+            try FileManager.default.removeItem(at: fixture.migrationsURL.appendingPathComponent("003_notes.sql"))
+            await #expect { try await late.migrator(for: stale).apply() } throws: { ($0 as? SchemaDBError)?.sqlState == "25006" }
+            #expect(try await stale.fetchValue("SELECT to_regclass($1) IS NULL", "\(SQLIdentifier.quote(report.tenant.schema)).notes", as: Bool.self) == true)
             #expect(try await tenancy.registry.events(for: TenantSlug("acme")).prefix(2).map(\.kind) == [.moved, .moveStarted])
 
             // Reconcile reports the frozen source, which needs nothing; cleanup drops it once old enough.
@@ -107,6 +114,102 @@ struct MoveTests {
             try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "after@acme.test")
             #expect(try await Self.emails(tenancy, "acme").count == 41)
             #expect(try await tenancy.reconcile().findings.isEmpty)
+        }
+    }
+
+    /// A replica that has not heard of a move (its announcement is late, or it does not
+    /// listen) sends a write to the frozen source: the write fails there, and its retry
+    /// reads the registry again and reaches the tenant where it went.
+    @Test(arguments: StoreKind.allCases)
+    func aWriteTheMovedAwaySourceRefusesIsRetriedWhereTheTenantWent(store: StoreKind) async throws {
+        try await Self.withMovableTenant(store) { fixture, tenancy, _ in
+            let replica = try PlacementTests.makeTenancy(fixture) {
+                $0.listensForChanges = false
+                $0.directory.timeToLive = .seconds(50)
+            }
+            try await PlacementTests.running(replica) {
+                let insert: SQLTemplate = "INSERT INTO {{tables.accounts}} (email) VALUES ($1)"
+                try await replica.database(for: "acme").execute(insert, "before@acme.test")
+                _ = try await tenancy.move("acme", to: "eu-2", mode: .offline)
+                await #expect { try await replica.database(for: "acme").execute(insert, "refused@acme.test") } throws: {
+                    ($0 as? SchemaDBError)?.sqlState == "25006"
+                }
+                try await replica.database(for: "acme").execute(insert, "retried@acme.test")
+                #expect(try await Self.emails(tenancy, "acme").suffix(2) == ["before@acme.test", "retried@acme.test"])
+                #expect(try await replica.tenant("acme")?.placement == "eu-2")
+            }
+        }
+    }
+
+    /// Two processes that move one tenant at once, or finish and roll back one move at once,
+    /// leave exactly one writable copy, the one the registry routes to.
+    @Test func processesRacingOverOneMoveLeaveExactlyOneWritableCopy() async throws {
+        try await Self.withMovableTenant(.postgres) { fixture, tenancy, other in
+            let schema = try #require(try await tenancy.tenant("acme")).schema
+            let second = try PlacementTests.makeTenancy(fixture)
+            try await PlacementTests.running(second) {
+                let expectedCodes: Set<TenancyError.Code> = [.concurrentChange, .provisioningInProgress, .tenantMoving, .illegalTransition]
+                /// The outcome of `operation`, or the code of the error it refused with.
+                @Sendable func outcome(_ operation: @Sendable () async throws -> MoveReport) async -> String {
+                    do { return try await operation().outcome.rawValue } catch let error as TenancyError where expectedCodes.contains(error.code) {
+                        return "refused"
+                    } catch { return "failed: \(error)" }
+                }
+                /// The registry's copy takes writes; the other is gone or frozen.
+                func checkOneWritableCopy(_ round: Int) async throws {
+                    let tenant = try #require(try await tenancy.tenant("acme"))
+                    #expect(tenant.state == .active, "round \(round)")
+                    // A write sent before the other process's announcement arrives fails on the
+                    // frozen copy and evicts the tenant; the retry goes where the registry says.
+                    let insert: SQLTemplate = "INSERT INTO {{tables.accounts}} (email) VALUES ($1)"
+                    do {
+                        try await tenancy.database(for: "acme").execute(insert, "round\(round)@acme.test")
+                    } catch let error as SchemaDBError where error.sqlState == "25006" {
+                        try await tenancy.database(for: "acme").execute(insert, "round\(round)@acme.test")
+                    }
+                    let elsewhere = tenant.placement == "eu-2" ? fixture.pool.database(schema: nil) : nil
+                    let frozenElsewhere: Bool
+                    if let elsewhere {
+                        frozenElsewhere = try await SchemaCopier.isFrozen(try SQLIdentifier(schema), on: elsewhere)
+                    } else {
+                        frozenElsewhere = try await TestPostgres.withPool(configuration: other) { try await SchemaCopier.isFrozen(try SQLIdentifier(schema), on: $0.database(schema: nil)) }
+                    }
+                    let existsElsewhere = tenant.placement == "eu-2"
+                        ? try await fixture.pool.database(schema: try SQLIdentifier(schema)).schemaExists()
+                        : try await PlacementTests.schemaExists(schema, in: other)
+                    #expect(!existsElsewhere || frozenElsewhere, "round \(round): a second writable copy")
+                }
+
+                // Both start the same move.
+                async let first = outcome { try await tenancy.move("acme", to: "eu-2", mode: .offline) }
+                async let racing = outcome { try await second.move("acme", to: "eu-2", mode: .offline) }
+                let starts = await [first, racing]
+                #expect(starts.filter { $0 == "moved" }.count == 1, "\(starts)")
+                #expect(starts.allSatisfy { ["moved", "already_there", "refused"].contains($0) }, "\(starts)")
+                try await checkOneWritableCopy(0)
+
+                // One finishes and one rolls back an interrupted move, round after round, both ways.
+                for round in 1...4 {
+                    let destination = try #require(try await tenancy.tenant("acme")).placement == "eu-2" ? "default" : "eu-2"
+                    await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: destination, mode: .offline, stoppingAfter: .markedMoving) }
+                    async let resumed = outcome { try await tenancy.resumeMove("acme") }
+                    async let aborted = outcome { try await second.abortMove("acme") }
+                    let results = await [resumed, aborted]
+                    #expect(results.allSatisfy { ["moved", "rolled_back", "refused"].contains($0) }, "round \(round): \(results)")
+                    if try await tenancy.tenant("acme")?.state == .moving { _ = try await tenancy.abortMove("acme") }
+                    try await checkOneWritableCopy(round)
+                }
+
+                // A process that read the moving tenant before another rolled the move back
+                // acts on nothing once it holds the move lock: it neither copies nor freezes.
+                let destination = try #require(try await tenancy.tenant("acme")).placement == "eu-2" ? "default" : "eu-2"
+                await #expect(throws: MoveStopped.self) { try await tenancy.lifecycle.move(TenantSlug("acme"), to: destination, mode: .offline, stoppingAfter: .markedMoving) }
+                let stale = try await tenancy.lifecycle.record(TenantSlug("acme"))
+                _ = try await second.abortMove("acme")
+                let migrations = try tenancy.lifecycle.requireMigrations()
+                await #expect { try await tenancy.lifecycle.finishMove(stale, migrations: migrations) } throws: { ($0 as? TenancyError)?.code == .concurrentChange }
+                try await checkOneWritableCopy(5)
+            }
         }
     }
 

@@ -61,6 +61,7 @@ extension SchemaDatabase {
     func bound(to connection: PostgresConnection, transactionDepth: Int?) -> SchemaDatabase {
         var bound = SchemaDatabase(pool: pool, schema: schema, logger: logger, scope: .connection(connection, transactionDepth: transactionDepth))
         bound.spanAttributes = spanAttributes
+        bound.failureObserver = failureObserver
         return bound
     }
 

@@ -25,6 +25,11 @@ public struct SchemaDatabase: Sendable {
     /// Attributes added to the span of each statement of this handle, such as the tenant's slug.
     /// Never put a data value here.
     public var spanAttributes: [String: String] = [:]
+    /// Called with the error of every statement of this handle that fails, and of the
+    /// transactions and connections it starts, before the error is thrown: for the handle's
+    /// owner to react to what the server said, as a tenant directory forgets a tenant whose
+    /// schema refused a write as read-only.
+    public var failureObserver: (@Sendable (SchemaDBError) -> Void)?
 
     enum Scope: Sendable {
         /// Each query leases a connection from the pool.
@@ -46,6 +51,7 @@ public struct SchemaDatabase: Sendable {
     public func withSchema(_ schema: SQLIdentifier?) -> SchemaDatabase {
         var other = SchemaDatabase(pool: pool, schema: schema, logger: logger, scope: scope)
         other.spanAttributes = spanAttributes
+        other.failureObserver = failureObserver
         return other
     }
 
@@ -110,9 +116,12 @@ public struct SchemaDatabase: Sendable {
             return try await pool.instrumentation.measure(sql: sql, schema: schema, logger: logger, spanAttributes: spanAttributes, operation)
         } catch {
             let wrapped = SchemaDBError.wrapping(error, sql: sql, schema: schema)
-            guard var failure = wrapped as? SchemaDBError, failure.code == .connectionFailed else { throw wrapped }
-            pool.noteConnectionLoss()
-            if let label = pool.label, !failure.message.contains(label) { failure.message += " (\(label))" }
+            guard var failure = wrapped as? SchemaDBError else { throw wrapped }
+            if failure.code == .connectionFailed {
+                pool.noteConnectionLoss()
+                if let label = pool.label, !failure.message.contains(label) { failure.message += " (\(label))" }
+            }
+            failureObserver?(failure)
             throw failure
         }
     }

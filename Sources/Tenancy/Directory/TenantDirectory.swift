@@ -10,8 +10,9 @@ import Synchronization
 /// once (single flight). A hit takes one lock and a dictionary lookup: no allocation of a pool
 /// or connection, ever.
 ///
-/// Entries stay fresh in three ways:
+/// Entries stay fresh in four ways:
 /// - a change made through this process evicts its slugs at once;
+/// - a statement refused as read-only (the schema a move left behind) evicts its tenant;
 /// - a change made by any other process is announced with PostgreSQL `NOTIFY`, and the
 ///   ``Tenancy`` service listening for it evicts at once;
 /// - every entry expires after ``Configuration/timeToLive``, the last safety net, or after
@@ -242,6 +243,11 @@ public final class TenantDirectory: Sendable {
             db.logger[metadataKey: TenancyLoggingKeys.tenantSchema] = "\(tenant.schema)"
             if tenant.placement != Placement.defaultName { db.logger[metadataKey: TenancyLoggingKeys.placement] = "\(tenant.placement)" }
             db.spanAttributes["tenant.slug"] = slug.rawValue
+            // A write refused as read-only means the schema was frozen by a move: the tenant is
+            // read again on its next request, even before the move's announcement arrives.
+            db.failureObserver = { [weak self] error in
+                if error.sqlState == SchemaCopier.frozenSQLState { self?.invalidate([slug.rawValue]) }
+            }
             return .active(db)
         case .suspended:
             return .unavailable(TenancyError(code: .tenantSuspended, message: "tenant \"\(slug)\" is suspended; resume it to serve it again", slug: slug.rawValue))
