@@ -228,6 +228,46 @@ struct PlacementTests {
         }
     }
 
+    /// No row ever names a placement the registry no longer has: a write naming a removed
+    /// placement is refused, and a removal waits for a write that names the placement and has
+    /// not committed yet (another process's spare fill, say), then sees its row and refuses.
+    @Test(arguments: StoreKind.allCases)
+    func aPlacementIsNeverRemovedFromUnderAWriteThatNamesIt(store: StoreKind) async throws {
+        try await Self.withPlacements(store, count: 2) { fixture, databases in
+            let tenancy = try Self.makeTenancy(fixture)
+            try await Self.running(tenancy) {
+                for (name, database) in zip(["eu-2", "eu-3"], databases) {
+                    _ = try await tenancy.addPlacement(name, database: database)
+                    _ = try await tenancy.setPlacement(name, state: .draining)
+                }
+                try await tenancy.removePlacement("eu-3")
+                let registry = tenancy.registry.store
+                await #expect { _ = try await registry.insert(.new(slug: nil, displayName: nil, schema: "\(fixture.schemaPrefix)gone", placement: "eu-3", state: .spare), event: .spareCreated, detail: nil) } throws: {
+                    ($0 as? TenancyError)?.code == .placementNotFound
+                }
+                _ = try await tenancy.create("acme")
+                let record = try await tenancy.lifecycle.record(TenantSlug("acme"))
+                let moving = TenantChange(state: .moving, move: .some(TenantMove(target: "eu-3", returnState: .active, mode: .offline)), event: .moveStarted)
+                await #expect { _ = try await registry.update(record, moving) } throws: {
+                    ($0 as? TenancyError)?.code == .placementNotFound
+                }
+                let unchanged = try await tenancy.lifecycle.record(TenantSlug("acme"))
+                #expect(unchanged.generation == record.generation && unchanged.state == .active && unchanged.move == nil)
+
+                guard let postgres = registry as? PostgresRegistryStore else { return }
+                let removal = try await fixture.pool.database(schema: nil).withTransaction { tx in
+                    _ = try await postgres.session(in: tx).insert(
+                        .new(slug: nil, displayName: nil, schema: "\(fixture.schemaPrefix)late", placement: "eu-2", state: .spare), event: .spareCreated, detail: nil)
+                    let removal = Task { try await tenancy.removePlacement("eu-2") }
+                    try await Task.sleep(for: .milliseconds(300))
+                    return removal
+                }
+                await #expect { try await removal.value } throws: { ($0 as? TenancyError)?.message.contains("1 tenants, spares or moves still name it") == true }
+                #expect(try await tenancy.placementReports().map(\.placement.name) == ["default", "eu-2"])
+            }
+        }
+    }
+
     @Test func aPlacementWhoseURLNowLeadsToAnotherDatabaseIsRefused() async throws {
         try await Self.withPlacements(.postgres, count: 2) { fixture, databases in
             let tenancy = try Self.makeTenancy(fixture)

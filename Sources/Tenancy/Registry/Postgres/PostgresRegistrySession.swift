@@ -24,6 +24,7 @@ struct PostgresRegistrySession: RegistryWriter {
                 WITH inserted AS (
                     INSERT INTO {{tables.tenants}} (slug, display_name, schema_name, placement, state, generation, migration_file, migration_checksum, last_error)
                     SELECT $1, $2, $3, $4, $5, 1, $6, $7, $8 WHERE NOT \(Self.recentlyReleased(slug: 1, tenant: 11, seconds: 12))
+                        AND \(Self.placementHeld(4, defaultName: 13))
                     RETURNING \(TenantRecord.postgresColumns)
                 ), logged AS (
                     INSERT INTO {{tables.tenant_events}} (tenant_id, kind, detail) SELECT id, $9, $10 FROM inserted
@@ -32,8 +33,8 @@ struct PostgresRegistrySession: RegistryWriter {
                 """)
             let rows = try await db.fetchAll(
                 sql, record.slug, record.displayName, record.schema, record.placement, record.state.rawValue, record.migrationFile,
-                record.migrationChecksum, record.lastError, event.rawValue, detail, Int64?.none, reuseDelaySeconds)
-            guard let row = rows.first else { throw try await whyNotWritten(record, slug: record.slug) }
+                record.migrationChecksum, record.lastError, event.rawValue, detail, Int64?.none, reuseDelaySeconds, Placement.defaultName)
+            guard let row = rows.first else { throw try await whyNotWritten(record, slug: record.slug, placements: [record.placement]) }
             return try TenantRecord(postgresRow: row)
         }
     }
@@ -48,6 +49,8 @@ struct PostgresRegistrySession: RegistryWriter {
                         migration_file = $6, migration_checksum = $7, last_error = $8, updated_at = now(),
                         placement = $16, move_target = $17, move_return_state = $18, move_mode = $19
                     WHERE id = $1 AND generation = $2 AND NOT ($11 AND \(Self.recentlyReleased(slug: 3, tenant: 1, seconds: 12)))
+                        AND ($16 = $20 OR \(Self.placementHeld(16, defaultName: 22)))
+                        AND ($17::text IS NULL OR $17 IS NOT DISTINCT FROM $21::text OR \(Self.placementHeld(17, defaultName: 22)))
                     RETURNING \(TenantRecord.postgresColumns)
                 ), released AS (
                     INSERT INTO {{tables.released_slugs}} (slug, tenant_id, released_at) SELECT $13, id, now() FROM moved WHERE $11
@@ -60,8 +63,10 @@ struct PostgresRegistrySession: RegistryWriter {
             let rows = try await db.fetchAll(
                 sql, record.id, record.generation, next.slug, next.displayName, next.state.rawValue, next.migrationFile, next.migrationChecksum,
                 next.lastError, change.event.rawValue, change.detail, renamed, reuseDelaySeconds, record.slug, channel,
-                ChangeAnnouncement.payload(record, next) ?? "", next.placement, next.move?.target, next.move?.returnState.rawValue, next.move?.mode.rawValue)
-            guard let row = rows.first else { throw try await whyNotWritten(record, slug: renamed ? next.slug : nil) }
+                ChangeAnnouncement.payload(record, next) ?? "", next.placement, next.move?.target, next.move?.returnState.rawValue, next.move?.mode.rawValue,
+                record.placement, record.move?.target, Placement.defaultName)
+            let named = [next.placement, next.move?.target].compactMap { $0 }.filter { $0 != record.placement && $0 != record.move?.target }
+            guard let row = rows.first else { throw try await whyNotWritten(record, slug: renamed ? next.slug : nil, placements: named) }
             return try TenantRecord(postgresRow: row)
         }
     }
@@ -114,11 +119,22 @@ struct PostgresRegistrySession: RegistryWriter {
     // MARK: - Why a write did not happen
 
     /// The error for a conditional write that wrote nothing: the slug is held or cooling
-    /// down, or the row moved on.
-    private func whyNotWritten(_ record: TenantRecord, slug: String?) async throws -> TenancyError {
+    /// down, a placement it names was removed, or the row moved on.
+    private func whyNotWritten(_ record: TenantRecord, slug: String?, placements: [String] = []) async throws -> TenancyError {
         if let slug, let problem = try await slugProblem(slug, for: record.id == 0 ? nil : record.id) { return problem }
+        for placement in placements where try await db.fetchValue("SELECT count(*)::bigint FROM {{tables.placements}} WHERE name = $1", placement, as: Int64.self) != 1 {
+            return TenancyError.placementNotFound(placement)
+        }
         let now = try await db.fetchAll(try TenantRecord.selectingPostgres("WHERE id = $1"), record.id).first.map(TenantRecord.init(postgresRow:))
         return TenancyError.concurrentChange(record, now: now)
+    }
+
+    /// The condition that placement `$parameter` exists, holding its row against removal
+    /// (`FOR KEY SHARE`) until the writing transaction ends: a removal locks the row first, so
+    /// it waits for the write and then sees the row it added. The default placement, which is
+    /// never removed (`$defaultName`), is not locked, so that its row is no hot spot.
+    static func placementHeld(_ parameter: Int, defaultName: Int) -> String {
+        "($\(parameter) = $\(defaultName) OR EXISTS (SELECT FROM {{tables.placements}} WHERE name = $\(parameter) FOR KEY SHARE))"
     }
 
     private func slugProblem(_ slug: String, for tenantID: Int64?) async throws -> TenancyError? {

@@ -32,11 +32,16 @@ extension PostgresRegistryStore {
 
     func removePlacement(_ name: String) async throws {
         try await translating("be written") {
-            let removed = try await placementsHandle.execute(
-                """
-                DELETE FROM {{tables.placements}} WHERE name = $1 AND name <> $2 AND state = 'draining'
-                  AND NOT EXISTS (SELECT FROM {{tables.tenants}} WHERE state <> 'deleted' AND (placement = $1 OR move_target = $1))
-                """, name, Placement.defaultName)
+            // The lock waits for every write that chose this placement and still holds its row
+            // (PostgresRegistrySession.placementHeld); the DELETE's own snapshot then sees them.
+            let removed = try await placementsHandle.withTransaction { tx in
+                _ = try await tx.fetchAll("SELECT FROM {{tables.placements}} WHERE name = $1 FOR UPDATE", name)
+                return try await tx.execute(
+                    """
+                    DELETE FROM {{tables.placements}} WHERE name = $1 AND name <> $2 AND state = 'draining'
+                      AND NOT EXISTS (SELECT FROM {{tables.tenants}} WHERE state <> 'deleted' AND (placement = $1 OR move_target = $1))
+                    """, name, Placement.defaultName)
+            }
             guard removed == 1 else {
                 let holding = try await placementsHandle.fetchValue(
                     "SELECT count(*)::bigint FROM {{tables.tenants}} WHERE state <> 'deleted' AND (placement = $1 OR move_target = $1)", name, as: Int64.self) ?? 0

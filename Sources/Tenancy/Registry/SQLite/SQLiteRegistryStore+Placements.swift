@@ -49,6 +49,16 @@ extension SQLiteRegistryStore {
         }
     }
 
+    /// Refuses a row that would name a placement the registry no longer has (one removed
+    /// after the writer chose it): writes are serialized, so the check holds until the commit.
+    /// The default placement is never removed.
+    static func checkPlacementExists(_ db: Database, _ name: String) throws {
+        guard name != Placement.defaultName else { return }
+        guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM placements WHERE name = ?)", arguments: [name]) == true else {
+            throw TenancyError.placementNotFound(name)
+        }
+    }
+
     static func placements(_ db: Database) throws -> [Placement] {
         try Row.fetchAll(db, sql: "SELECT name, url, system_identifier, database_name, weight, state, created_at FROM placements ORDER BY name <> ?, name",
                          arguments: [Placement.defaultName]).map { row in

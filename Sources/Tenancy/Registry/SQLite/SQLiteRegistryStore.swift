@@ -192,6 +192,7 @@ final class SQLiteRegistryStore: RegistryStore {
         try await write { db in
             if let slug = record.slug { try Self.checkSlugIsFree(db, slug, for: nil, at: record.createdAt) }
             try Self.checkSchemaIsFree(db, record.schema)
+            try Self.checkPlacementExists(db, record.placement)
             try record.insert(db)
             var inserted = record
             inserted.id = db.lastInsertedRowID
@@ -205,6 +206,8 @@ final class SQLiteRegistryStore: RegistryStore {
         return try await write { db in
             let renamed = next.slug != record.slug
             if renamed, let slug = next.slug { try Self.checkSlugIsFree(db, slug, for: record.id, at: next.updatedAt) }
+            if next.placement != record.placement { try Self.checkPlacementExists(db, next.placement) }
+            if let target = next.move?.target, target != record.move?.target { try Self.checkPlacementExists(db, target) }
             let changed = try TenantRecord
                 .filter(TenantRecord.Columns.id == record.id && TenantRecord.Columns.generation == record.generation)
                 .updateAll(db, next.assignments)
