@@ -35,9 +35,15 @@ public final class FaultProxy: Sendable {
             var commitRepliesLost = 0
             var refusing = false
             var open: [ObjectIdentifier: any Channel] = [:]
+            /// Where new connections are forwarded.
+            var upstream: (host: String, port: Int)
         }
 
-        let state = Mutex(State())
+        let state: Mutex<State>
+
+        init(upstream: (host: String, port: Int)) {
+            state = Mutex(State(upstream: upstream))
+        }
 
         /// Whether the connection that has sent `sent` (including `chunk`) should lose the
         /// reply to `chunk`; disarms when it says yes.
@@ -70,23 +76,23 @@ public final class FaultProxy: Sendable {
 
     /// Starts a proxy on a free loopback port, forwarding to `upstreamHost:upstreamPort`.
     public static func start(upstreamHost: String, upstreamPort: Int) async throws -> FaultProxy {
-        let faults = Faults()
+        let faults = Faults(upstream: (upstreamHost, upstreamPort))
         let group = MultiThreadedEventLoopGroup.singleton
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { inbound in
                 let id = ObjectIdentifier(inbound)
-                let refused = faults.state.withLock { state in
+                let (refused, upstream) = faults.state.withLock { state in
                     if !state.refusing { state.open[id] = inbound }
-                    return state.refusing
+                    return (state.refusing, state.upstream)
                 }
                 if refused {
                     return inbound.pipeline.addHandler(StartupRefusal()).flatMap { inbound.setOption(.autoRead, value: true) }
                 }
                 inbound.closeFuture.whenComplete { _ in _ = faults.state.withLock { $0.open.removeValue(forKey: id) } }
                 return ClientBootstrap(group: inbound.eventLoop)
-                    .connect(host: upstreamHost, port: upstreamPort)
+                    .connect(host: upstream.host, port: upstream.port)
                     .flatMap { outbound in
                         let lostReply = LostReply()
                         let fromClient = Relay(peer: outbound, faults: faults, lostReply: lostReply, inspectsCommits: true)
@@ -126,6 +132,12 @@ public final class FaultProxy: Sendable {
             return Array(state.open.values)
         }
         for channel in open { channel.close(promise: nil) }
+    }
+
+    /// Forwards new connections to `host:port` from now on, as a DNS name or a virtual IP
+    /// moved to another server would; open connections stay where they are.
+    public func redirect(toHost host: String, port: Int) {
+        faults.state.withLock { $0.upstream = (host, port) }
     }
 
     /// Accepts connections again after ``cutAllConnections()``.

@@ -453,7 +453,11 @@ final class RegistryBinding: Sendable {
 
     /// The server's system identifier and the database name of `pool`.
     static func identity(of pool: DatabasePool) async throws -> DatabaseIdentity {
-        let db = pool.database(schema: nil)
+        try await identity(of: pool.database(schema: nil))
+    }
+
+    /// The identity of the database `db` runs on.
+    static func identity(of db: SchemaDatabase) async throws -> DatabaseIdentity {
         do {
             let row = try await db.fetchAll("SELECT system_identifier::text, current_database()::text FROM pg_control_system()").first
             if let (system, name) = try row?.decode((String, String).self) { return DatabaseIdentity(systemIdentifier: system, databaseName: name) }

@@ -268,6 +268,76 @@ struct PlacementTests {
         }
     }
 
+    /// The server behind a placement's URL is swapped while a process serves it (a DNS name or
+    /// a virtual IP moved to another server that has a database of the same name): every
+    /// connection is checked before its first use, so no query and no tenant reaches the other
+    /// server; the placement's tenants are refused with the mismatch, and served again once
+    /// the URL leads back.
+    @Test func aServerSwappedInBehindAPlacementsURLGetsNoQuery() async throws {
+        guard let second = try OnlineMoveTests.secondServer else {
+            #expect(!TestPostgres.isCI, "CI must start a second PostgreSQL server (TENANCY_TEST_SECOND_SERVER_URL; scripts/test does)")
+            return
+        }
+        try await Self.withPlacements(.postgres, count: 1) { fixture, databases in
+            let real = databases[0]
+            let proxy = try await FaultProxy.start(upstreamHost: real.host, upstreamPort: real.port)
+            defer { Task { try? await proxy.close() } }
+            var viaProxy = real
+            (viaProxy.host, viaProxy.port) = ("127.0.0.1", proxy.port)
+            try await TestPostgres.withPool(configuration: second) { admin in
+                let impostor = try SQLIdentifier(try #require(real.database))
+                try await admin.database(schema: nil).execute(try SQLTemplate("CREATE DATABASE \(impostor.quoted)"))
+                do {
+                    try await swapTheServer(fixture: fixture, proxy: proxy, viaProxy: viaProxy, real: real, second: second)
+                } catch {
+                    _ = try? await admin.database(schema: nil).execute(try SQLTemplate("DROP DATABASE \(impostor.quoted) WITH (FORCE)"))
+                    throw error
+                }
+                try await admin.database(schema: nil).execute(try SQLTemplate("DROP DATABASE \(impostor.quoted) WITH (FORCE)"))
+            }
+        }
+    }
+
+    private func swapTheServer(fixture: TenancyFixture, proxy: FaultProxy, viaProxy: DatabaseConfig, real: DatabaseConfig, second: DatabaseConfig) async throws {
+        let tenancy = try Self.makeTenancy(fixture) { $0.placementDatabases = ["eu-2": viaProxy] }
+        try await Self.running(tenancy) {
+            _ = try await tenancy.addPlacement("eu-2", database: viaProxy)
+            _ = try await tenancy.create("acme", placement: "eu-2")
+            let count: SQLTemplate = "SELECT count(*) FROM {{tables.accounts}}"
+            try await tenancy.database(for: "acme").execute("INSERT INTO {{tables.accounts}} (email) VALUES ($1)", "a@acme.test")
+
+            proxy.redirect(toHost: second.host, port: second.port)
+            proxy.cutAllConnections()
+            proxy.acceptConnections()
+            try await eventually("a query names the mismatch", timeout: .seconds(10)) {
+                do {
+                    _ = try await tenancy.database(for: "acme").fetchValue(count, as: Int.self)
+                    Issue.record("a query was answered after the server was swapped")
+                    return true
+                } catch {
+                    return "\(error)".contains("now leads to")
+                }
+            }
+            try await eventually("the placement is refused as a mismatch", timeout: .seconds(10)) {
+                await errorCode { try await tenancy.create("globex", placement: "eu-2") } == .placementMismatch
+            }
+            var onImpostor = second
+            onImpostor.database = real.database
+            let schemas = try await TestPostgres.withPool(configuration: onImpostor) {
+                try await $0.database(schema: nil).fetchValue("SELECT count(*) FROM pg_namespace WHERE starts_with(nspname, $1)", fixture.schemaPrefix, as: Int.self)
+            }
+            #expect(schemas == 0)
+
+            // The URL leads back: the tenant is served, with its row.
+            proxy.redirect(toHost: real.host, port: real.port)
+            proxy.cutAllConnections()
+            proxy.acceptConnections()
+            try await eventually("the tenant is served again", timeout: .seconds(20)) {
+                (try? await tenancy.database(for: "acme").fetchValue(count, as: Int.self)) == 1
+            }
+        }
+    }
+
     @Test func aPlacementWhoseURLNowLeadsToAnotherDatabaseIsRefused() async throws {
         try await Self.withPlacements(.postgres, count: 2) { fixture, databases in
             let tenancy = try Self.makeTenancy(fixture)

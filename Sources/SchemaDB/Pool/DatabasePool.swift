@@ -40,6 +40,10 @@ public final class DatabasePool: Service, Sendable {
     /// postgres-nio's faster query path, which waits about a minute for a server that went
     /// away. For pools of servers that may be down while others serve (placements).
     package let leasesEveryQuery: Bool
+    /// Run on each connection before its first use (see ``withOpenConnection(_:)``).
+    private let connectionCheck: (@Sendable (SchemaDatabase) async throws -> Void)?
+    /// The connections that passed ``connectionCheck``, until they close.
+    private let checkedConnections = Mutex<Set<PostgresConnection.ID>>([])
 
     /// Creates an owned pool. It opens no connection until ``run()`` is running and a query is made.
     /// - Parameters:
@@ -51,10 +55,16 @@ public final class DatabasePool: Service, Sendable {
     }
 
     /// Creates an owned pool whose connection failures name `label`; with `leasesEveryQuery`
-    /// (see ``leasesEveryQuery``).
-    package init(configuration: DatabaseConfig, label: String?, leasesEveryQuery: Bool = false, logger: Logger) throws {
+    /// (see ``leasesEveryQuery``). `checkingEachConnection` runs on every connection before its
+    /// first use, on a handle bound to it; a connection it throws for is closed, and the query
+    /// that leased it fails with ``SchemaDBError/Code/connectionFailed`` whose `underlying` is
+    /// the check's error. It needs `leasesEveryQuery`.
+    package init(configuration: DatabaseConfig, label: String?, leasesEveryQuery: Bool = false,
+                 checkingEachConnection: (@Sendable (SchemaDatabase) async throws -> Void)? = nil, logger: Logger) throws {
+        precondition(checkingEachConnection == nil || leasesEveryQuery, "a connection check needs every query to lease its connection")
         self.label = label
         self.leasesEveryQuery = leasesEveryQuery
+        self.connectionCheck = checkingEachConnection
         self.client = PostgresClient(configuration: try configuration.makePostgresClientConfiguration(), backgroundLogger: logger)
         self.configuration = configuration
         self.logger = logger
@@ -78,6 +88,7 @@ public final class DatabasePool: Service, Sendable {
         self.leaseTimeout = leaseTimeout
         self.label = nil
         self.leasesEveryQuery = false
+        self.connectionCheck = nil
         self.configuration = nil
         self.logger = logger
         self.maximumConnections = maximumConnections
@@ -137,6 +148,7 @@ public final class DatabasePool: Service, Sendable {
             do {
                 return try await withLeasedConnection { connection in
                     guard !connection.isClosed else { throw ClosedLease() }
+                    try await checkOnFirstUse(connection)
                     do {
                         let result = try await body(connection)
                         servedSinceLoss.store(true, ordering: .relaxed)
@@ -159,6 +171,23 @@ public final class DatabasePool: Service, Sendable {
     }
 
     private struct ClosedLease: Error {}
+
+    /// Runs ``connectionCheck`` on `connection` unless it passed already; closes it when the
+    /// check fails.
+    private func checkOnFirstUse(_ connection: PostgresConnection) async throws {
+        guard let connectionCheck, !checkedConnections.withLock({ $0.contains(connection.id) }) else { return }
+        do {
+            try await connectionCheck(SchemaDatabase(pool: self, schema: nil, logger: logger, scope: .connection(connection, transactionDepth: nil)))
+        } catch {
+            try? await connection.close()
+            noteConnectionLoss()
+            let reason = (error as? any CustomStringConvertible)?.description ?? "\(type(of: error))"
+            throw SchemaDBError(code: .connectionFailed, message: "a new connection failed its check: \(reason)\(label.map { " (\($0))" } ?? "")", underlying: error)
+        }
+        let id = connection.id
+        checkedConnections.withLock { _ = $0.insert(id) }
+        connection.closeFuture.whenComplete { [weak self] _ in self?.checkedConnections.withLock { _ = $0.remove(id) } }
+    }
 
     /// Runs `body` with a pooled connection, waiting for one at most ``leaseTimeout``, and less
     /// when the server refuses connections: after a second of waiting an owned pool checks the

@@ -141,6 +141,13 @@ extension TenancyError {
         Self(code: .placementNotFound, message: "no placement \"\(name.debugDescriptionEscaped)\"; list them with `tenantctl placements list`, or add it with `tenantctl placements add`")
     }
 
+    /// Placement `placement`'s URL now leads to the database `identity`.
+    static func placementMismatch(_ placement: Placement, now identity: DatabaseIdentity) -> Self {
+        Self(
+            code: .placementMismatch,
+            message: "placement \"\(placement.name)\" was added as \(placement.identity.map { "\($0)" } ?? "?"), and its URL now leads to \(identity); nothing is done there until the URL is corrected")
+    }
+
     /// Why placement `name` (as now found, or `nil`) was not removed, `tenants` of whose
     /// tenants, spares or moves still name it.
     static func placementNotRemoved(_ name: String, found placement: Placement?, tenants: Int) -> Self {

@@ -72,7 +72,8 @@ final class PlacementPools: Sendable {
         }
     }
 
-    /// The pool of placement `name`, checked once against the database the registry recorded.
+    /// The pool of placement `name`, checked against the database the registry recorded (and
+    /// each of its connections before their first use).
     /// - Throws: ``TenancyError`` with code ``TenancyError/Code/placementNotFound``,
     ///   ``TenancyError/Code/placementUnreachable`` or ``TenancyError/Code/placementMismatch``.
     func pool(for name: String) async throws -> DatabasePool {
@@ -165,6 +166,7 @@ final class PlacementPools: Sendable {
         // A placement that is down fails its check at once; the next request tries again.
         config.retry = .none
         let size = config.maximumConnections
+        let check = connectionCheck(for: placement)
         return try state.withLock { state in
             if let existing = state.pools[placement.name] { return existing.pool }
             let (stopped, stop) = AsyncStream<Void>.makeStream()
@@ -174,7 +176,9 @@ final class PlacementPools: Sendable {
                     message: "opening placement \"\(placement.name)\" needs \(size) more connections, and the placements' pools already hold \(state.connections) of at most \(connectionBound); raise the bound (Configuration.maximumPlacementConnections)")
             }
             // A placement may be down while the others serve: its queries fail within a second.
-            let pool = try DatabasePool(configuration: config, label: "placement \"\(placement.name)\" at \(config.endpointDescription)", leasesEveryQuery: true, logger: logger)
+            let pool = try DatabasePool(
+                configuration: config, label: "placement \"\(placement.name)\" at \(config.endpointDescription)", leasesEveryQuery: true,
+                checkingEachConnection: check, logger: logger)
             state.pools[placement.name] = Opened(pool: pool, size: size, stop: stop)
             state.connections += size
             started.yield((pool, stopped))
@@ -182,24 +186,52 @@ final class PlacementPools: Sendable {
         }
     }
 
-    /// Checks that `pool` reaches the database recorded for `placement`.
+    /// Checks each connection of `placement`'s pool against the recorded identity before its
+    /// first use, so that a server swapped in behind the same URL gets no query.
+    private func connectionCheck(for placement: Placement) -> (@Sendable (SchemaDatabase) async throws -> Void)? {
+        guard let recorded = placement.identity else { return nil }
+        return { [weak self] connection in
+            let identity = try await RegistryBinding.identity(of: connection)
+            guard Self.matches(identity, recorded) else {
+                let mismatch = TenancyError.placementMismatch(placement, now: identity)
+                self?.noteMismatch(placement.name, mismatch)
+                throw mismatch
+            }
+        }
+    }
+
+    /// A connection of placement `name` reached another database: the pool is checked again
+    /// before it is handed out (``pool(for:)``), and refused meanwhile.
+    private func noteMismatch(_ name: String, _ error: TenancyError) {
+        state.withLock { state in
+            state.pools[name]?.verified = false
+            state.pools[name]?.failure = (ContinuousClock.now, error)
+        }
+    }
+
+    /// Checks that `pool` reaches the database recorded for `placement` (the pool checks each
+    /// of its connections; this makes and checks one).
     static func verify(_ pool: DatabasePool, as placement: Placement) async throws {
-        let identity: DatabaseIdentity
         do {
             // A standalone connection fails at once with the cause; the pool would wait a minute.
             try await pool.checkConnection()
-            identity = try await RegistryBinding.identity(of: pool)
+            let identity = try await RegistryBinding.identity(of: pool)
+            if let recorded = placement.identity, !matches(identity, recorded) { throw TenancyError.placementMismatch(placement, now: identity) }
+        } catch let error as SchemaDBError where error.underlying is TenancyError {
+            throw error.underlying as? TenancyError ?? error
+        } catch let error as TenancyError {
+            throw error
         } catch {
             throw TenancyError(
                 code: .placementUnreachable,
                 message: "placement \"\(placement.name)\" cannot be reached: \(error); its tenants are refused until it is back",
                 underlying: error)
         }
-        guard let recorded = placement.identity else { return }
-        guard identity == recorded || (identity.systemIdentifier == "unknown" && identity.databaseName == recorded.databaseName) else {
-            throw TenancyError(
-                code: .placementMismatch,
-                message: "placement \"\(placement.name)\" was added as \(recorded), and its URL now leads to \(identity); nothing is done there until the URL is corrected")
-        }
+    }
+
+    /// Whether `identity` is the database recorded as `recorded`; a role that may not read the
+    /// server's system identifier is judged by the database name.
+    static func matches(_ identity: DatabaseIdentity, _ recorded: DatabaseIdentity) -> Bool {
+        identity == recorded || (identity.systemIdentifier == "unknown" && identity.databaseName == recorded.databaseName)
     }
 }
