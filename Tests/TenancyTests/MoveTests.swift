@@ -117,6 +117,42 @@ struct MoveTests {
         }
     }
 
+    /// The databases print values differently (another time zone, day-first dates, SQL
+    /// intervals, fewer float digits, escaped bytea): rows travel and are checked as the same
+    /// text on both sides, so a move there and back keeps every value and is not refused.
+    @Test func aMoveBetweenDatabasesThatPrintValuesDifferentlyKeepsEveryValue() async throws {
+        try await PlacementTests.withPlacements(.postgres, count: 1) { fixture, databases in
+            try fixture.writeMigration("003_readings.sql", """
+                CREATE TABLE {{tables.readings}} (id serial PRIMARY KEY, at timestamptz NOT NULL, day date NOT NULL, span interval NOT NULL, ratio float8 NOT NULL, raw bytea NOT NULL);
+                """)
+            let other = try SQLIdentifier(try #require(databases[0].database))
+            for setting in ["TimeZone = 'Pacific/Chatham'", "DateStyle = 'SQL, DMY'", "IntervalStyle = 'sql_standard'", "extra_float_digits = -3", "bytea_output = 'escape'"] {
+                try await fixture.pool.database(schema: nil).execute(try SQLTemplate("ALTER DATABASE \(other.quoted) SET \(setting)"))
+            }
+            let tenancy = try PlacementTests.makeTenancy(fixture)
+            try await PlacementTests.running(tenancy) {
+                _ = try await tenancy.addPlacement("eu-2", database: databases[0])
+                _ = try await tenancy.create("acme", placement: "default")
+                let read: SQLTemplate = "SELECT at::text || ' ' || day::text || ' ' || span::text || ' ' || ratio::text || ' ' || encode(raw, 'hex') FROM {{tables.readings}} ORDER BY id"
+                try await tenancy.database(for: "acme").execute(
+                    "INSERT INTO {{tables.readings}} (at, day, span, ratio, raw) VALUES ('2026-03-05 10:11:12.345678+00', '2026-03-05', '1 day 02:03:04.5', 0.1, '\\x00ff'), ('2026-12-31 23:59:59+00', '2026-11-02', '-3 mons', 1e-300, '\\x5c27')")
+                let before = try await tenancy.database(for: "acme").withTransaction { tx in
+                    try await SchemaCopier.pinTextFormat(in: tx)
+                    return try await tx.fetchAll(read, as: String.self)
+                }
+                for destination in ["eu-2", "default"] {
+                    let report = try await tenancy.move("acme", to: destination, mode: .offline)
+                    #expect(report.outcome == .moved && report.rows == 2, "to \(destination)")
+                    let after = try await tenancy.database(for: "acme").withTransaction { tx in
+                        try await SchemaCopier.pinTextFormat(in: tx)
+                        return try await tx.fetchAll(read, as: String.self)
+                    }
+                    #expect(after == before, "to \(destination)")
+                }
+            }
+        }
+    }
+
     /// A replica that has not heard of a move (its announcement is late, or it does not
     /// listen) sends a write to the frozen source: the write fails there, and its retry
     /// reads the registry again and reaches the tenant where it went.

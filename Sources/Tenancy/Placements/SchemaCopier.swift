@@ -102,11 +102,31 @@ enum SchemaCopier {
     /// The row count and (with `content`) an order-independent checksum of every row of
     /// `table`: the sum of a 64-bit hash of each row's text (PostgreSQL's hash functions give
     /// the same value on every platform, as hash partitioning needs), with no sort.
+    /// Each row's text is read with ``pinTextFormat(in:)``'s settings, so two servers with other
+    /// defaults give the same checksum for the same rows.
     static func fingerprint(_ table: Table, schema: SQLIdentifier, on db: SchemaDatabase, content: Bool = true) async throws -> Fingerprint {
         let checksum = content ? "coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text" : "''"
-        let row = try await db.fetchAll(try SQLTemplate("SELECT count(*), \(checksum) FROM \(schema.quoted).\(SQLIdentifier.quote(table.name)) t")).first
+        let query = try SQLTemplate("SELECT count(*), \(checksum) FROM \(schema.quoted).\(SQLIdentifier.quote(table.name)) t")
+        // In a transaction of its own, or a savepoint of the caller's: the settings are local.
+        let row = try await db.withTransaction(readOnly: true) { tx in
+            try await pinTextFormat(in: tx)
+            return try await tx.fetchAll(query).first
+        }
         let (count, sum) = try row?.decode((Int64, String).self) ?? (Int64(0), "")
         return Fingerprint(rows: count, checksum: sum)
+    }
+
+    /// Sets, for the rest of `transaction`, the settings a value's text depends on to fixed
+    /// values (dates in ISO order, times in UTC, exact floats and intervals, bytea in hex, money
+    /// in the C locale), so that rows read as text on one server are read back the same on
+    /// another whatever either's defaults: a date printed day-first must not be parsed
+    /// month-first.
+    static func pinTextFormat(in transaction: SchemaDatabase) async throws {
+        _ = try await transaction.fetchAll(
+            """
+            SELECT set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'postgres', true), set_config('TimeZone', 'UTC', true),
+                   set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true), set_config('lc_monetary', 'C', true)
+            """)
     }
 
     /// The SQLSTATE a frozen schema refuses writes with: `read_only_sql_transaction`.

@@ -448,10 +448,13 @@ extension TenantLifecycle {
         return try await source.database(schema: nil).withTransaction { src in
             // Locks first: the snapshot the copy reads is taken after every writer has finished.
             try await Self.lockAgainstWrites(everyTable, of: schema, in: src, lockTimeout: lockTimeout)
+            try await SchemaCopier.pinTextFormat(in: src)
             let tables = try await SchemaCopier.tables(of: schema, on: src)
             let copied = try await destination.database(schema: nil).withTransaction { dst in
                 _ = try await Provisioner.lock(schema.name, in: dst)
                 _ = try await provisioner.create(schema, in: dst)
+                // After the migrations, which run with the database's own settings.
+                try await SchemaCopier.pinTextFormat(in: dst)
                 for table in tables { _ = try await SchemaCopier.copy(table, schema: schema, from: src, to: dst) }
                 try await SchemaCopier.copySequences(of: schema, from: src, to: dst)
                 let rows = try Self.checked(try await Self.compare(tables, of: schema, source: src, target: dst), of: record)
