@@ -103,15 +103,17 @@ enum SchemaCopier {
     /// `table`: the sum of a 64-bit hash of each row's text (PostgreSQL's hash functions give
     /// the same value on every platform, as hash partitioning needs), with no sort.
     /// Each row's text is read with ``pinTextFormat(in:)``'s settings, so two servers with other
-    /// defaults give the same checksum for the same rows.
+    /// defaults give the same checksum for the same rows; a count alone needs no settings.
     static func fingerprint(_ table: Table, schema: SQLIdentifier, on db: SchemaDatabase, content: Bool = true) async throws -> Fingerprint {
         let checksum = content ? "coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text" : "''"
         let query = try SQLTemplate("SELECT count(*), \(checksum) FROM \(schema.quoted).\(SQLIdentifier.quote(table.name)) t")
         // In a transaction of its own, or a savepoint of the caller's: the settings are local.
-        let row = try await db.withTransaction(readOnly: true) { tx in
-            try await pinTextFormat(in: tx)
-            return try await tx.fetchAll(query).first
-        }
+        let row = content
+            ? try await db.withTransaction(readOnly: true) { tx in
+                try await pinTextFormat(in: tx)
+                return try await tx.fetchAll(query).first
+            }
+            : try await db.fetchAll(query).first
         let (count, sum) = try row?.decode((Int64, String).self) ?? (Int64(0), "")
         return Fingerprint(rows: count, checksum: sum)
     }
