@@ -463,8 +463,8 @@ struct PlacementTests {
     }
 
     /// Three placements on three servers; the third server is stopped in the middle of a fleet
-    /// run: its tenants fail, naming it, while the others are migrated; once it is started
-    /// again, a resume migrates the rest.
+    /// run, while one of its tenants is being migrated: its tenants fail, naming it, while the
+    /// others are migrated; once it is started again, a resume migrates the rest.
     @Test func aServerStoppedDuringAFleetRunFailsOnlyItsTenantsAndAResumeFinishesThem() async throws {
         let environment = ProcessInfo.processInfo.environment
         guard let secondURL = environment["TENANCY_TEST_SECOND_SERVER_URL"], !secondURL.isEmpty,
@@ -487,7 +487,10 @@ struct PlacementTests {
                                 for slug in ["two-1", "two-2"] { _ = try await tenancy.create(slug, placement: "two") }
                                 for slug in ["three-1", "three-2", "three-3", "three-4"] { _ = try await tenancy.create(slug, placement: "three") }
                             }
-                            try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id serial PRIMARY KEY); SELECT pg_sleep(0.3);")
+                            // Each tenant waits at a gate that is open except on the third server once
+                            // its first tenant is migrated; a tenant waiting there when it stops fails.
+                            let gate = Int64.random(in: 1 ... .max)
+                            try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id serial PRIMARY KEY); SELECT pg_sleep(0.3); SELECT pg_advisory_xact_lock(\(gate));")
                             let upgraded = try Self.makeTenancy(fixture)
                             try await Self.running(upgraded) {
                                 var options = FleetMigrator.Options()
@@ -496,7 +499,12 @@ struct PlacementTests {
                                 let (migratedOnThree, signal) = AsyncStream<Void>.makeStream()
                                 let stopper = Task {
                                     for await _ in migratedOnThree { break }
-                                    try await Self.postgresScript("stop", port: port)
+                                    try await TestPostgres.withPool(configuration: three) { holder in
+                                        try await holder.database(schema: nil).withConnection { session in
+                                            _ = try await session.fetchAll("SELECT pg_advisory_lock($1)", gate)
+                                            try await Self.postgresScript("stop", port: port)
+                                        }
+                                    }
                                 }
                                 let report: FleetReport
                                 do {
