@@ -24,7 +24,8 @@ struct ReconcileTests {
             // A registry level that disagrees with the schema.
             let stale = try #require(try await registry.tenant(slug: try TenantSlug("stale")))
             let store = try await registry.ready()
-            try await store.recordLevel(id: stale.id, level: MigrationLevel(lastFile: "001_accounts.sql", setChecksum: "old"), event: nil, detail: nil)
+            let current = try #require(tenancy.currentLevel)
+            try await store.recordLevel(id: stale.id, level: MigrationLevel(lastFile: current.lastFile, setChecksum: "old"), event: nil, detail: nil)
             // An applied file edited in one schema's tracking table.
             let edited = try #require(try await registry.tenant(slug: try TenantSlug("edited")))
             try await fixture.pool.database(schema: try SQLIdentifier(edited.schema)).execute(

@@ -295,6 +295,37 @@ struct RepairTests {
         }
     }
 
+    /// An older release checked a schema just before a newer one migrated it further and
+    /// recorded its level; the older one's level, recorded after, is not written over it.
+    @Test(arguments: StoreKind.allCases)
+    func anOlderReleaseNeverRecordsItsLevelOverANewerOne(store: StoreKind) async throws {
+        try await TenancyFixture.run(store) { fixture in
+            let older = try fixture.makeTenancy()
+            try await older.create("acme")
+            let olderLevel = try #require(older.currentLevel)
+            try fixture.writeMigration("003_notes.sql", "CREATE TABLE {{tables.notes}} (id int);")
+            let newer = try fixture.makeTenancy()
+            let run = try await newer.fleet.run(.all)
+            let newerLevel = try #require(newer.currentLevel)
+            let id = try await older.lifecycle.record(TenantSlug("acme")).id
+
+            #expect(try await older.registry.store.recordLevel(id: id, level: olderLevel, event: .migrated, detail: "late") == false)
+            #expect(try await newer.tenant("acme")?.migrationLevel == newerLevel)
+            // Nor by a fleet run's item, the other path that records levels.
+            try await older.registry.store.finishFleetItem(
+                runID: run.run.id, tenantID: id, status: .skipped, error: nil, durationMilliseconds: 1, filesApplied: [], level: olderLevel)
+            #expect(try await newer.tenant("acme")?.migrationLevel == newerLevel)
+            #expect(try await newer.registry.events(for: TenantSlug("acme")).filter { $0.kind == .migrated }.count == 1)
+            // The same last file of a changed set, or a later file, is written.
+            let changedSet = MigrationLevel(lastFile: newerLevel.lastFile, setChecksum: "changed")
+            #expect(try await newer.registry.store.recordLevel(id: id, level: changedSet, event: nil, detail: nil))
+            #expect(try await newer.tenant("acme")?.migrationLevel == changedSet)
+            // Versions order by number: 10_ comes after 9_.
+            #expect(MigrationLevel(lastFile: "9_notes.sql", setChecksum: "").precedes(file: "10_tags.sql"))
+            #expect(!MigrationLevel(lastFile: "10_tags.sql", setChecksum: "").precedes(file: "9_notes.sql"))
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func reconcileDiscardsASpareWithoutSchemaThatTookPartInAFleetRun(store: StoreKind) async throws {
         try await TenancyFixture.run(store) { fixture in

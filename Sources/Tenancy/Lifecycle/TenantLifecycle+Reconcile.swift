@@ -249,9 +249,10 @@ extension TenantLifecycle {
             findings.append(.init(kind: .behind, slug: row.slug, schema: row.schema,
                                   detail: "\(status.pending.count) files pending: \(status.pending.joined(separator: ", "))", fixed: false))
         } else if status.isUpToDate, let level = migrations.currentLevel, row.level != level {
-            if fix { try await registry.store.recordLevel(id: row.id, level: level, event: .reconciled, detail: level.lastFile) }
+            let corrected = fix ? try await registry.store.recordLevel(id: row.id, level: level, event: .reconciled, detail: level.lastFile) : false
+            let outcome = corrected ? "; corrected" : fix ? "; the registry records a later file, which a newer release migrates to; kept" : ""
             findings.append(.init(kind: .staleLevel, slug: row.slug, schema: row.schema,
-                                  detail: "the registry says \(row.level?.lastFile ?? "nothing"), the schema is at \(level.lastFile)" + (fix ? "; corrected" : ""), fixed: fix))
+                                  detail: "the registry says \(row.level?.lastFile ?? "nothing"), the schema is at \(level.lastFile)" + outcome, fixed: corrected))
         }
         return findings
     }

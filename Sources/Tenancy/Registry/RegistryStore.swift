@@ -110,8 +110,13 @@ protocol RegistryWriter: Sendable {
     /// if it is still at `record.generation`.
     func remove(_ record: TenantRecord) async throws
 
-    /// Records a row's migration level without changing its state or generation.
-    func recordLevel(id: Int64, level: MigrationLevel, event: TenantEvent.Kind?, detail: String?) async throws
+    /// Records a row's migration level without changing its state or generation, unless the
+    /// row already records a later file (``MigrationLevel/precedes(file:)``): a level never
+    /// goes back, so an older release that checked a schema just before a newer one migrated
+    /// it cannot record the older level over the newer.
+    /// - Returns: Whether the level was written.
+    @discardableResult
+    func recordLevel(id: Int64, level: MigrationLevel, event: TenantEvent.Kind?, detail: String?) async throws -> Bool
 }
 
 /// The whole content of a registry, for copying it to another store.

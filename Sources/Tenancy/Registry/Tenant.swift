@@ -1,4 +1,5 @@
 public import Foundation
+import SchemaDB
 
 /// A tenant as the registry knows it.
 public struct Tenant: Sendable, Hashable, Codable {
@@ -57,6 +58,13 @@ public struct MigrationLevel: Sendable, Hashable, Codable, CustomStringConvertib
     }
 
     public var description: String { lastFile }
+
+    /// Whether migration `file` comes after this level's last file, in the order a set applies
+    /// its files (by version, then name). A name without a version comes after nothing.
+    func precedes(file: String) -> Bool {
+        guard let mine = MigrationFile.version(of: lastFile), let theirs = MigrationFile.version(of: file) else { return false }
+        return MigrationFile.precedes((mine, lastFile), (theirs, file))
+    }
 }
 
 /// One entry of a tenant's event log.

@@ -105,14 +105,22 @@ struct PostgresRegistrySession: RegistryWriter {
         }
     }
 
-    func recordLevel(id: Int64, level: MigrationLevel, event: TenantEvent.Kind?, detail: String?) async throws {
+    /// Reads the row's level under its lock, and writes the new one unless it is behind: in
+    /// a transaction (``PostgresRegistryStore`` opens one).
+    @discardableResult
+    func recordLevel(id: Int64, level: MigrationLevel, event: TenantEvent.Kind?, detail: String?) async throws -> Bool {
         try await translating {
+            if let recorded = try await db.fetchValue("SELECT migration_file FROM {{tables.tenants}} WHERE id = $1 FOR UPDATE", id, as: String.self),
+               level.precedes(file: recorded) {
+                return false
+            }
             try await db.execute("""
                 WITH leveled AS (
                     UPDATE {{tables.tenants}} SET migration_file = $2, migration_checksum = $3, updated_at = now() WHERE id = $1 RETURNING id
                 )
                 INSERT INTO {{tables.tenant_events}} (tenant_id, kind, detail) SELECT id, $4, $5 FROM leveled WHERE $4::text IS NOT NULL
                 """, id, level.lastFile, level.setChecksum, event?.rawValue, detail)
+            return true
         }
     }
 

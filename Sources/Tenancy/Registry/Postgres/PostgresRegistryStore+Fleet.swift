@@ -51,20 +51,25 @@ extension PostgresRegistryStore {
 
     func finishFleetItem(runID: Int64, tenantID: Int64, status: FleetRunItem.Status, error: String?, durationMilliseconds: Int, filesApplied: [String], level: MigrationLevel?) async throws {
         try await translating("be written") {
-            try await db.execute(
-                """
-                WITH item AS (
-                    UPDATE {{tables.fleet_run_items}} SET status = $3, error = $4, duration_ms = $5, files_applied = $6, finished_at = now()
-                    WHERE run_id = $1 AND tenant_id = $2 RETURNING tenant_id
-                ), leveled AS (
-                    UPDATE {{tables.tenants}} SET migration_file = $7, migration_checksum = $8, updated_at = now()
-                    WHERE id = $2 AND $7::text IS NOT NULL RETURNING id
-                )
-                INSERT INTO {{tables.tenant_events}} (tenant_id, kind, detail)
-                SELECT $2, 'migrated', $9 FROM item WHERE cardinality($6::text[]) > 0
-                """,
-                runID, tenantID, status.rawValue, error, Int64(durationMilliseconds), filesApplied, level?.lastFile, level?.setChecksum,
-                "run \(runID): \(filesApplied.joined(separator: ", "))")
+            try await db.withTransaction { tx in
+                // A level never goes back (see RegistryStore.recordLevel): read under the row's lock.
+                let recorded = try await tx.fetchValue("SELECT migration_file FROM {{tables.tenants}} WHERE id = $1 FOR UPDATE", tenantID, as: String.self)
+                let level = level.flatMap { level in recorded.map(level.precedes(file:)) == true ? nil : level }
+                try await tx.execute(
+                    """
+                    WITH item AS (
+                        UPDATE {{tables.fleet_run_items}} SET status = $3, error = $4, duration_ms = $5, files_applied = $6, finished_at = now()
+                        WHERE run_id = $1 AND tenant_id = $2 RETURNING tenant_id
+                    ), leveled AS (
+                        UPDATE {{tables.tenants}} SET migration_file = $7, migration_checksum = $8, updated_at = now()
+                        WHERE id = $2 AND $7::text IS NOT NULL RETURNING id
+                    )
+                    INSERT INTO {{tables.tenant_events}} (tenant_id, kind, detail)
+                    SELECT $2, 'migrated', $9 FROM item WHERE cardinality($6::text[]) > 0
+                    """,
+                    runID, tenantID, status.rawValue, error, Int64(durationMilliseconds), filesApplied, level?.lastFile, level?.setChecksum,
+                    "run \(runID): \(filesApplied.joined(separator: ", "))")
+            }
         }
     }
 

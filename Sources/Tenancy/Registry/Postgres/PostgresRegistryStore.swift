@@ -211,8 +211,11 @@ final class PostgresRegistryStore: RegistryStore {
         }
     }
 
-    func recordLevel(id: Int64, level: MigrationLevel, event: TenantEvent.Kind?, detail: String?) async throws {
-        try await translating("be written") { try await autocommit().recordLevel(id: id, level: level, event: event, detail: detail) }
+    @discardableResult
+    func recordLevel(id: Int64, level: MigrationLevel, event: TenantEvent.Kind?, detail: String?) async throws -> Bool {
+        try await translating("be written") {
+            try await handle.withTransaction { tx in try await session(in: tx).recordLevel(id: id, level: level, event: event, detail: detail) }
+        }
     }
 
     /// Runs `body`, turning database errors into registry errors that name the registry.

@@ -45,7 +45,8 @@ extension SQLiteRegistryStore {
             try db.execute(
                 sql: "UPDATE fleet_run_items SET status = ?, error = ?, duration_ms = ?, files_applied = ?, finished_at = ? WHERE run_id = ? AND tenant_id = ?",
                 arguments: [status.rawValue, error, durationMilliseconds, filesApplied.joined(separator: "\n"), now.timeIntervalSince1970, runID, tenantID])
-            if let level {
+            let recorded = try String.fetchOne(db, sql: "SELECT migration_file FROM tenants WHERE id = ?", arguments: [tenantID])
+            if let level, !(recorded.map(level.precedes(file:)) ?? false) {
                 try db.execute(sql: "UPDATE tenants SET migration_file = ?, migration_checksum = ?, updated_at = ? WHERE id = ?",
                                arguments: [level.lastFile, level.setChecksum, now.timeIntervalSince1970, tenantID])
             }

@@ -246,14 +246,20 @@ final class SQLiteRegistryStore: RegistryStore {
         }
     }
 
-    func recordLevel(id: Int64, level: MigrationLevel, event: TenantEvent.Kind?, detail: String?) async throws {
+    @discardableResult
+    func recordLevel(id: Int64, level: MigrationLevel, event: TenantEvent.Kind?, detail: String?) async throws -> Bool {
         let now = Date()
-        try await write { db in
+        return try await write { db in
+            if let recorded = try String.fetchOne(db, sql: "SELECT migration_file FROM tenants WHERE id = ?", arguments: [id]),
+               level.precedes(file: recorded) {
+                return false
+            }
             try TenantRecord.filter(TenantRecord.Columns.id == id).updateAll(db, [
                 TenantRecord.Columns.migrationFile.set(to: level.lastFile), TenantRecord.Columns.migrationChecksum.set(to: level.setChecksum),
                 TenantRecord.Columns.updatedAt.set(to: now.timeIntervalSince1970),
             ])
             if let event { try Self.log(db, tenantID: id, kind: event, detail: detail, at: now) }
+            return true
         }
     }
 
