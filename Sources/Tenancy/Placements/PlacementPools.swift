@@ -209,18 +209,15 @@ final class PlacementPools: Sendable {
         }
     }
 
-    /// Checks that `pool` reaches the database recorded for `placement` (the pool checks each
-    /// of its connections; this makes and checks one).
+    /// Checks that `pool` reaches the database recorded for `placement`: its first query makes
+    /// a connection, which the pool checks (``connectionCheck(for:)``).
     static func verify(_ pool: DatabasePool, as placement: Placement) async throws {
         do {
             // A standalone connection fails at once with the cause; the pool would wait a minute.
             try await pool.checkConnection()
-            let identity = try await RegistryBinding.identity(of: pool)
-            if let recorded = placement.identity, !matches(identity, recorded) { throw TenancyError.placementMismatch(placement, now: identity) }
+            _ = try await pool.database(schema: nil).fetchAll("SELECT 1")
         } catch let error as SchemaDBError where error.underlying is TenancyError {
             throw error.underlying as? TenancyError ?? error
-        } catch let error as TenancyError {
-            throw error
         } catch {
             throw TenancyError(
                 code: .placementUnreachable,
